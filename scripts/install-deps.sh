@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs the Debian packages skyrun needs to build and test, and the npm
+# packages the tests use (into the repo's own ignored .deps/npm/).
+# Idempotent: installs only what is missing. Needs root (or sudo) for apt-get.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+packages=(
+  build-essential cmake pkg-config clang libclang-rt-14-dev
+  liblua5.4-dev lua5.4
+  libcurl4-openssl-dev libssl-dev libssh2-1-dev liblz4-dev libyaml-dev
+  libexpat1-dev libcmocka-dev
+  s3fs fuse3 openssh-server openssh-client awscli iproute2 procps psmisc
+
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq || true
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# s3rver: the S3-compatible server the tests run on loopback.
+if ! command -v npm >/dev/null; then
+  echo "install-deps: node and npm are needed for the test S3 server" >&2; exit 1
+fi
+if [ ! -x "$here/.deps/npm/node_modules/.bin/s3rver" ]; then
+  echo "install-deps: installing s3rver into $here/.deps/npm" >&2
+  mkdir -p "$here/.deps/npm"
+  npm install --prefix "$here/.deps/npm" --no-audit --no-fund --silent s3rver@3 >&2
+fi

@@ -1,0 +1,38 @@
+/*
+ * buf: a growable byte buffer, the one way bytes are accumulated in skyrun
+ * (frames, encoded values, HTTP bodies, log lines). Depends on libc only, so
+ * the worker links it too.
+ *
+ * Allocation failure aborts: every caller would otherwise have to handle an
+ * out-of-memory path it cannot test, and a host that cannot allocate a few
+ * bytes cannot do anything useful anyway.
+ */
+#ifndef SKY_UTIL_BUF_H
+#define SKY_UTIL_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sky_buf {
+    uint8_t *data;   /* NULL while empty and never grown */
+    size_t len;      /* bytes in use */
+    size_t cap;      /* bytes allocated */
+} sky_buf;
+
+#define SKY_BUF_INIT { NULL, 0, 0 }
+
+void sky_buf_init(sky_buf *b);
+void sky_buf_free(sky_buf *b);                 /* releases memory; b is empty after */
+void sky_buf_reset(sky_buf *b);                /* len = 0, keeps capacity */
+void sky_buf_reserve(sky_buf *b, size_t extra); /* room for `extra` more bytes */
+void sky_buf_append(sky_buf *b, const void *p, size_t n);
+void sky_buf_append_byte(sky_buf *b, uint8_t c);
+void sky_buf_append_str(sky_buf *b, const char *s);
+void sky_buf_printf(sky_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sky_buf_append_u32le(sky_buf *b, uint32_t v);
+void sky_buf_append_u64le(sky_buf *b, uint64_t v);
+void sky_buf_append_varint(sky_buf *b, uint64_t v); /* LEB128, 1..10 bytes */
+void sky_buf_consume(sky_buf *b, size_t n);   /* drop the first n bytes */
+const char *sky_buf_cstr(sky_buf *b);         /* NUL-terminated view (not counted in len) */
+
+#endif
