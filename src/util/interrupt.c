@@ -1,0 +1,67 @@
+/* interrupt: signal flag and last-resort process-group cleanup (see interrupt.h). */
+#include "util/interrupt.h"
+
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_TRACKED 256
+
+static volatile sig_atomic_t pending_signal;
+static volatile pid_t tracked[MAX_TRACKED];   /* 0 = free slot */
+static int installed;
+
+void sky_interrupt_kill_tracked(void)
+{
+    for (int i = 0; i < MAX_TRACKED; i++) {
+        pid_t g = tracked[i];
+        if (g > 0)
+            kill(-g, SIGKILL);
+    }
+}
+
+static void on_signal(int sig)
+{
+    if (pending_signal) {
+        /* Second signal: the host did not stop in time. Leave nothing behind. */
+        sky_interrupt_kill_tracked();
+        signal(sig, SIG_DFL);
+        raise(sig);
+        _exit(128 + sig);
+    }
+    pending_signal = sig;
+}
+
+void sky_interrupt_install(void)
+{
+    if (installed)
+        return;
+    installed = 1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;   /* no SA_RESTART: blocking calls return EINTR and loops notice */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int sky_interrupt_pending(void) { return pending_signal; }
+void sky_interrupt_clear(void) { pending_signal = 0; }
+void sky_interrupt_raise(int sig) { pending_signal = sig; }
+
+void sky_interrupt_track_pgid(pid_t pgid)
+{
+    for (int i = 0; i < MAX_TRACKED; i++)
+        if (tracked[i] == 0) {
+            tracked[i] = pgid;
+            return;
+        }
+}
+
+void sky_interrupt_untrack_pgid(pid_t pgid)
+{
+    for (int i = 0; i < MAX_TRACKED; i++)
+        if (tracked[i] == pgid)
+            tracked[i] = 0;
+}

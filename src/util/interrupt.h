@@ -1,0 +1,32 @@
+/*
+ * interrupt: Ctrl-C and SIGTERM as a flag that long operations poll.
+ *
+ * The host installs handlers that only record the signal. Every loop that
+ * can wait (the pool's event loop, S3 transfers) polls sky_interrupt_pending()
+ * at least every 100 ms, stops cleanly (abort the multipart upload, remove
+ * the temp file, stop the workers) and reports "interrupted". A second signal
+ * while the first is still pending ends the process at once (exit 128+sig),
+ * after killing the registered process groups, for a host that is stuck.
+ */
+#ifndef SKY_UTIL_INTERRUPT_H
+#define SKY_UTIL_INTERRUPT_H
+
+#include <sys/types.h>
+
+/* Installs SIGINT and SIGTERM handlers (idempotent). */
+void sky_interrupt_install(void);
+/* The pending signal number (SIGINT, SIGTERM), or 0. */
+int sky_interrupt_pending(void);
+/* Forget a pending signal (after it has been acted upon). */
+void sky_interrupt_clear(void);
+/* Raise the flag as if signal sig arrived (tests, and the Lua hook). */
+void sky_interrupt_raise(int sig);
+
+/* Process groups that must die if the host is killed by a second signal:
+ * registered by providers when they start a node, removed at teardown. */
+void sky_interrupt_track_pgid(pid_t pgid);
+void sky_interrupt_untrack_pgid(pid_t pgid);
+/* Called from the handler (async-signal-safe) and at exit: SIGKILL every tracked group. */
+void sky_interrupt_kill_tracked(void);
+
+#endif
