@@ -1,7 +1,7 @@
 # Turns lua/*.lua into a C file: one byte array per file, and a table of
 # {module name, bytes, size} the `sky` module registers in package.preload.
 # Invoked as: cmake -DOUT=file.c -DINPUTS="a.lua;b.lua" -P embed_lua.cmake
-set(body "/* Generated from lua/*.lua by cmake/embed_lua.cmake. Do not edit. */\n#include <stddef.h>\n#include \"lua/embedded.h\"\n")
+set(body "/* Generated from the lua/ folder by cmake/embed_lua.cmake. Do not edit. */\n#include <stddef.h>\n#include \"lua/embedded.h\"\n")
 set(table "const sky_embedded_lua sky_embedded_lua_files[] = {\n")
 separate_arguments(INPUTS)
 set(i 0)

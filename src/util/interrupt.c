@@ -10,6 +10,7 @@
 static volatile sig_atomic_t pending_signal;
 static volatile pid_t tracked[MAX_TRACKED];   /* 0 = free slot */
 static int installed;
+static void (*volatile on_interrupt)(int sig);
 
 void sky_interrupt_kill_tracked(void)
 {
@@ -30,7 +31,11 @@ static void on_signal(int sig)
         _exit(128 + sig);
     }
     pending_signal = sig;
+    if (on_interrupt)
+        on_interrupt(sig);
 }
+
+void sky_interrupt_set_callback(void (*fn)(int sig)) { on_interrupt = fn; }
 
 void sky_interrupt_install(void)
 {

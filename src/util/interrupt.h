@@ -19,7 +19,10 @@ void sky_interrupt_install(void);
 int sky_interrupt_pending(void);
 /* Forget a pending signal (after it has been acted upon). */
 void sky_interrupt_clear(void);
-/* Raise the flag as if signal sig arrived (tests, and the Lua hook). */
+/* A function the handler calls after recording the signal (the host uses it
+ * to set a Lua hook so running Lua code stops too). Must be async-signal-safe. */
+void sky_interrupt_set_callback(void (*fn)(int sig));
+/* Raise the flag as if signal sig arrived (tests). */
 void sky_interrupt_raise(int sig);
 
 /* Process groups that must die if the host is killed by a second signal:

@@ -1,0 +1,285 @@
+-- sky: the user-facing `sky` module (compiled into skyrun and libskyrun).
+--
+-- The C core (`sky.core`) does the heavy lifting: encoding closures, the
+-- pool's scheduler, S3. This file gives it the shape scripts use:
+--
+--   local square = sky.fn(function(x) return x * x end)
+--   local pool <close> = sky.compute { provider = sky.providers.localhost { nodes = 2 } }
+--   print(square(3) >> pool)                      --> 9
+--   local a, b = (square(3) & square(4)) >> pool   --> 9, 16
+local core = ...
+
+local sky = { version = core.version }
+
+local pack, unpack = table.pack, table.unpack
+
+---------------------------------------------------------------------------
+-- Remote errors
+---------------------------------------------------------------------------
+
+local RemoteError = {}
+RemoteError.__index = RemoteError
+RemoteError.__tostring = function(e) return e.text end
+
+-- Where the user's code called us: the first frame outside this file.
+local function user_where()
+  for level = 3, 40 do
+    local info = debug.getinfo(level, "Sl")
+    if not info then break end
+    if info.source ~= "=[sky/sky.lua]" and info.what ~= "C" then
+      if info.currentline and info.currentline > 0 then
+        return info.short_src .. ":" .. info.currentline .. ": "
+      end
+      return ""
+    end
+  end
+  return ""
+end
+
+local function indent(text, pad)
+  return (text:gsub("\n$", ""):gsub("\n", "\n" .. pad))
+end
+
+-- Raises the error table a failed call produced, formatted for people and
+-- keeping its fields (message, traceback, node, worker, host, kind) for code.
+local function raise_remote(err)
+  local e = setmetatable(err, RemoteError)
+  local where = user_where()
+  local head
+  if err.kind == "interrupted" then
+    e.text = where .. "interrupted"
+  elseif err.node and err.node >= 0 then
+    head = ("%sremote %s on node %d (worker %d, host %s)"):format(where,
+      err.kind == "error" and "error" or err.kind, err.node, err.worker, err.host or "?")
+    local text = head .. ":\n  " .. indent(err.message or "", "  ")
+    if err.traceback and err.traceback ~= "" then
+      text = text .. "\n  remote " .. indent(err.traceback, "    ")
+    end
+    e.text = text
+  else
+    e.text = where .. (err.message or "remote call failed")
+  end
+  error(e, 0)
+end
+sky.RemoteError = RemoteError
+
+---------------------------------------------------------------------------
+-- Remote functions and pending calls
+---------------------------------------------------------------------------
+
+local Fn, Call, Group = {}, {}, {}
+Fn.__index, Call.__index, Group.__index = Fn, Call, Group
+
+--- sky.fn(f [, opts]) wraps a Lua function to run remotely. opts.timeout
+--- (seconds) is the default for its calls; opts.name names it in messages.
+function sky.fn(f, opts)
+  if type(f) ~= "function" then
+    error("sky.fn: expected a function, got " .. type(f), 2)
+  end
+  opts = opts or {}
+  return setmetatable({ f = f, timeout = opts.timeout, name = opts.name }, Fn)
+end
+
+function sky.is_fn(v) return getmetatable(v) == Fn end
+
+-- Calling a remote function runs nothing: it makes a pending call.
+Fn.__call = function(fn, ...)
+  return setmetatable({ fn = fn, args = pack(...), limit = fn.timeout }, Call)
+end
+
+--- call:timeout(seconds) -> the call, with a per-call timeout.
+function Call:timeout(seconds)
+  if type(seconds) ~= "number" or seconds <= 0 then
+    error("timeout: expected a positive number of seconds", 2)
+  end
+  self.limit = seconds
+  return self
+end
+
+local function is_pool(v) return type(v) == "userdata" and v._submit ~= nil end
+
+local function check_pool(pool, what)
+  if not is_pool(pool) then
+    error(("%s: the right side of >> must be a pool (sky.compute{…}), got %s"):format(what, type(pool)), 3)
+  end
+end
+
+local function submit(pool, call, node)
+  if getmetatable(call) ~= Call then
+    error("expected a pending call (a sky.fn called with its arguments), got " .. type(call), 3)
+  end
+  local id, err = pool:_submit(call.fn.f, call.args, call.limit, node)
+  if not id then error(user_where() .. err, 0) end
+  return id
+end
+
+-- Waits for a call and returns its results, or raises its remote error.
+local function await(pool, id)
+  local r = pack(pool:_wait(id))
+  if not r[1] then raise_remote(r[2]) end
+  return unpack(r, 2, r.n)
+end
+
+-- `call >> pool` runs the call on one worker and returns its results.
+Call.__shr = function(call, pool)
+  check_pool(pool, ">>")
+  return await(pool, submit(pool, call))
+end
+
+-- `a & b & c` groups calls; `group >> pool` runs them in parallel and
+-- returns their (first) results in order.
+local function as_list(x)
+  if getmetatable(x) == Group then return x.calls end
+  if getmetatable(x) == Call then return { x } end
+  error("& expects pending calls (sky.fn called with arguments), got " .. type(x), 3)
+end
+
+local function group(a, b)
+  local calls = {}
+  for _, c in ipairs(as_list(a)) do calls[#calls + 1] = c end
+  for _, c in ipairs(as_list(b)) do calls[#calls + 1] = c end
+  return setmetatable({ calls = calls }, Group)
+end
+Call.__band, Group.__band = group, group
+
+Group.__shr = function(g, pool)
+  check_pool(pool, ">>")
+  local results = pool:gather(g.calls)
+  return unpack(results, 1, #g.calls)
+end
+
+---------------------------------------------------------------------------
+-- Pool verbs (added to the C pool's methods)
+---------------------------------------------------------------------------
+
+local Pool = core.pool_methods
+
+--- pool:run(call) -> results of the call (same as call >> pool).
+function Pool:run(call) return await(self, submit(self, call)) end
+
+--- pool:gather(calls) -> list of each call's first result, in order.
+function Pool:gather(calls)
+  local ids = {}
+  for i, c in ipairs(calls) do ids[i] = submit(self, c) end
+  local out = {}
+  for i, id in ipairs(ids) do
+    local r = pack(self:_wait(id))
+    if not r[1] then
+      for j = i + 1, #ids do self:_release(ids[j]) end
+      raise_remote(r[2])
+    end
+    out[i] = r[2]
+  end
+  return out
+end
+
+local Future = {}
+Future.__index = Future
+
+--- pool:submit(call) -> future with :wait() (results or raise) and :done().
+function Pool:submit(call)
+  return setmetatable({ pool = self, id = submit(self, call) }, Future)
+end
+
+function Future:wait()
+  if not self.results then
+    self.results = pack(self.pool:_wait(self.id))
+  end
+  local r = self.results
+  if not r[1] then raise_remote(r[2]) end
+  return unpack(r, 2, r.n)
+end
+
+function Future:done()
+  return self.results ~= nil or self.pool:_done(self.id)
+end
+
+--- pool:map(fn, list) -> { fn(list[1]), fn(list[2]), … } run in parallel.
+function Pool:map(fn, list)
+  if not sky.is_fn(fn) then error("map: expected a sky.fn, got " .. type(fn), 2) end
+  local calls = {}
+  for i = 1, #list do calls[i] = fn(list[i]) end
+  return self:gather(calls)
+end
+
+--- pool:broadcast(call) -> { [node+1] = result } : the call once on every node.
+function Pool:broadcast(call)
+  local ids = {}
+  for node = 0, self:info().nodes - 1 do ids[#ids + 1] = submit(self, call, node) end
+  local out = {}
+  for i, id in ipairs(ids) do
+    local r = pack(self:_wait(id))
+    if not r[1] then
+      for j = i + 1, #ids do self:_release(ids[j]) end
+      raise_remote(r[2])
+    end
+    out[i] = r[2]
+  end
+  return out
+end
+
+--- for i, result in pool:stream(calls) do … end — in completion order;
+--- i is the call's position in calls.
+function Pool:stream(calls)
+  local ids, index = {}, {}
+  for i, c in ipairs(calls) do
+    ids[i] = submit(self, c)
+    index[ids[i]] = i
+  end
+  return function()
+    if #ids == 0 then return nil end
+    local k = self:_wait_any(ids)
+    if not k then raise_remote({ kind = "interrupted" }) end
+    local id = table.remove(ids, k)
+    local r = pack(self:_wait(id))
+    if not r[1] then
+      for _, rest in ipairs(ids) do self:_release(rest) end
+      ids = {}
+      raise_remote(r[2])
+    end
+    return index[id], unpack(r, 2, r.n)
+  end
+end
+
+---------------------------------------------------------------------------
+-- Compute
+---------------------------------------------------------------------------
+
+sky.providers = {}
+
+--- sky.providers.localhost{ nodes = N, workers = W } — local process groups.
+function sky.providers.localhost(opts)
+  opts = opts or {}
+  return { type = "localhost", nodes = opts.nodes, workers = opts.workers }
+end
+
+--- sky.compute{ provider =, nodes =, workers =, retries =, timeout = } -> pool.
+--- Use it as `local pool <close> = sky.compute{…}`: leaving the scope in any
+--- way tears the pool down.
+function sky.compute(opts)
+  opts = opts or {}
+  local provider = opts.provider or sky.providers.localhost()
+  if type(provider) ~= "table" or type(provider.type) ~= "string" then
+    error("sky.compute: provider must come from sky.providers (e.g. sky.providers.localhost{…})", 2)
+  end
+  local spec = {
+    provider = provider.type,
+    nodes = opts.nodes or provider.nodes or 1,
+    workers = opts.workers or provider.workers or 1,
+    retries = opts.retries,
+    timeout = opts.timeout,
+    worker = opts.worker,
+    quiet = opts.quiet,
+  }
+  local ok, pool = pcall(core.pool_new, spec)
+  if not ok then error(pool, 2) end
+  return pool
+end
+
+---------------------------------------------------------------------------
+-- Storage (lua/storage.lua)
+---------------------------------------------------------------------------
+
+if package.preload["sky.storage"] then sky.storage = require "sky.storage" end
+
+return sky

@@ -1,0 +1,127 @@
+/* calls: call table and queues (see calls.h). */
+#include "compute/calls.h"
+
+#include <stdlib.h>
+
+#define TOMBSTONE ((sky_call *)1)
+
+void sky_call_free(sky_call *c)
+{
+    if (!c)
+        return;
+    free(c->values);
+    wire_hashes_free(&c->protos);
+    free(c->results);
+    free(c->message);
+    free(c->traceback);
+    free(c);
+}
+
+void sky_call_table_free(sky_call_table *t)
+{
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->slots[i] && t->slots[i] != TOMBSTONE)
+            sky_call_free(t->slots[i]);
+    free(t->slots);
+    t->slots = NULL;
+    t->cap = t->used = t->live = 0;
+}
+
+static size_t slot_of(uint64_t id, size_t cap)
+{
+    id ^= id >> 33;
+    id *= 0xff51afd7ed558ccdULL;
+    id ^= id >> 33;
+    return (size_t)id & (cap - 1);
+}
+
+static void rehash(sky_call_table *t, size_t cap)
+{
+    sky_call **old = t->slots;
+    size_t old_cap = t->cap;
+    t->slots = calloc(cap, sizeof *t->slots);
+    if (!t->slots)
+        abort();
+    t->cap = cap;
+    t->used = t->live = 0;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i] && old[i] != TOMBSTONE)
+            sky_call_table_put(t, old[i]);
+    free(old);
+}
+
+void sky_call_table_put(sky_call_table *t, sky_call *c)
+{
+    if ((t->used + 1) * 4 >= t->cap * 3)
+        rehash(t, t->cap ? (t->live * 4 >= t->cap ? t->cap * 2 : t->cap) : 64);
+    size_t i = slot_of(c->id, t->cap);
+    while (t->slots[i] && t->slots[i] != TOMBSTONE)
+        i = (i + 1) & (t->cap - 1);
+    if (!t->slots[i])
+        t->used++;
+    t->slots[i] = c;
+    t->live++;
+}
+
+static size_t find(const sky_call_table *t, uint64_t id)
+{
+    if (!t->cap)
+        return SIZE_MAX;
+    size_t i = slot_of(id, t->cap);
+    while (t->slots[i]) {
+        if (t->slots[i] != TOMBSTONE && t->slots[i]->id == id)
+            return i;
+        i = (i + 1) & (t->cap - 1);
+    }
+    return SIZE_MAX;
+}
+
+sky_call *sky_call_table_get(const sky_call_table *t, uint64_t id)
+{
+    size_t i = find(t, id);
+    return i == SIZE_MAX ? NULL : t->slots[i];
+}
+
+sky_call *sky_call_table_remove(sky_call_table *t, uint64_t id)
+{
+    size_t i = find(t, id);
+    if (i == SIZE_MAX)
+        return NULL;
+    sky_call *c = t->slots[i];
+    t->slots[i] = TOMBSTONE;
+    t->live--;
+    return c;
+}
+
+void sky_call_queue_push(sky_call_queue *q, sky_call *c)
+{
+    c->next = NULL;
+    if (q->tail)
+        q->tail->next = c;
+    else
+        q->head = c;
+    q->tail = c;
+    q->len++;
+}
+
+void sky_call_queue_push_front(sky_call_queue *q, sky_call *c)
+{
+    c->next = q->head;
+    q->head = c;
+    if (!q->tail)
+        q->tail = c;
+    q->len++;
+}
+
+sky_call *sky_call_queue_pop(sky_call_queue *q)
+{
+    sky_call *c = q->head;
+    if (!c)
+        return NULL;
+    q->head = c->next;
+    if (!q->head)
+        q->tail = NULL;
+    c->next = NULL;
+    q->len--;
+    return c;
+}

@@ -1,0 +1,49 @@
+/*
+ * calls: the pool's table of calls by id (open addressing, ids are never 0)
+ * and the FIFO queues calls wait in before a worker takes them.
+ */
+#ifndef SKY_COMPUTE_CALLS_H
+#define SKY_COMPUTE_CALLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "compute/pool.h"
+#include "wire/wire.h"
+
+typedef struct sky_call {
+    uint64_t id;
+    uint8_t *values;          /* encoded [function, arguments…], kept for retries */
+    size_t values_len;
+    wire_hashes protos;
+    double timeout;           /* seconds, 0 = none */
+    int node_pin;             /* -1: any node */
+    int worker;               /* index into pool->workers while in flight, else -1 */
+    double started;           /* when it was written to its worker */
+    int abandoned;            /* the waiter gave up (interrupt): drop the outcome */
+    sky_call_outcome outcome;
+    uint8_t *results;         /* owned copies behind outcome's pointers */
+    char *message, *traceback;
+    struct sky_call *next;    /* queue link */
+} sky_call;
+
+typedef struct sky_call_table {
+    sky_call **slots;         /* NULL = empty, TOMBSTONE = deleted */
+    size_t cap, used, live;
+} sky_call_table;
+
+void sky_call_table_free(sky_call_table *t);   /* frees the calls too */
+void sky_call_table_put(sky_call_table *t, sky_call *c);
+sky_call *sky_call_table_get(const sky_call_table *t, uint64_t id);
+sky_call *sky_call_table_remove(sky_call_table *t, uint64_t id);
+void sky_call_free(sky_call *c);
+
+typedef struct sky_call_queue {
+    sky_call *head, *tail;
+    size_t len;
+} sky_call_queue;
+
+void sky_call_queue_push(sky_call_queue *q, sky_call *c);
+void sky_call_queue_push_front(sky_call_queue *q, sky_call *c);
+sky_call *sky_call_queue_pop(sky_call_queue *q);
+
+#endif

@@ -1,0 +1,114 @@
+/*
+ * pool: a set of nodes, each running W skyrun-worker processes, and the
+ * scheduler that feeds them calls.
+ *
+ * The pool is single-threaded: it makes progress only inside
+ * sky_pool_wait*(), which runs its event loop (poll over every worker's
+ * pipes) until the awaited calls complete. Calls are encoded by the caller
+ * (wire_encode with WIRE_ROOTS_CALL) and handed over as bytes; the pool sends
+ * each worker the DEFINE frames it lacks, pipelines calls while they are
+ * short, forwards the workers' output live, retries calls whose worker was
+ * lost (never a call that raised), enforces timeouts, and tears everything
+ * down in sky_pool_free() — which also runs from every exit path of the host.
+ */
+#ifndef SKY_COMPUTE_POOL_H
+#define SKY_COMPUTE_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "util/buf.h"
+#include "wire/wire.h"
+
+typedef struct sky_pool sky_pool;
+
+typedef struct sky_pool_options {
+    const char *provider;       /* "localhost" (the only one so far) */
+    int nodes;                  /* default 1 */
+    int workers;                /* per node; default 1 */
+    int retries;                /* times a call whose worker was lost is retried; default 3 */
+    double timeout;             /* default per-call timeout in seconds; 0 = none */
+    double start_timeout;       /* seconds for every worker to say HELLO; default 30 */
+    const char *worker_path;    /* NULL: find skyrun-worker (see sky_pool_find_worker) */
+    const char *name;           /* for messages; default "pool" */
+    int quiet;                  /* do not forward worker output */
+    /* Where worker output goes (default: stdout/stderr, "[node N] " before each line). */
+    void (*on_output)(void *ud, int node, int worker, int stream, const char *line, size_t len);
+    void *output_ud;
+} sky_pool_options;
+
+enum sky_call_status {
+    SKY_CALL_PENDING = 0,
+    SKY_CALL_OK,
+    SKY_CALL_FAILED,
+};
+
+enum sky_call_error_kind {
+    SKY_ERR_USER = WIRE_ERR_USER,       /* the function raised */
+    SKY_ERR_TIMEOUT = WIRE_ERR_TIMEOUT,
+    SKY_ERR_DECODE = WIRE_ERR_DECODE,   /* the worker could not decode the call */
+    SKY_ERR_LOST = 10,                  /* the worker died, retries used up */
+    SKY_ERR_INTERRUPTED = 11,           /* SIGINT/SIGTERM while waiting */
+    SKY_ERR_POOL = 12,                  /* the pool is closed or has no worker left */
+};
+
+/* What a finished call produced. Owned by the pool until sky_pool_release(). */
+typedef struct sky_call_outcome {
+    int status;                 /* enum sky_call_status */
+    const uint8_t *values;      /* SKY_CALL_OK: encoded results */
+    size_t values_len;
+    int error_kind;             /* SKY_CALL_FAILED: enum sky_call_error_kind */
+    const char *message;        /* SKY_CALL_FAILED */
+    const char *traceback;      /* worker traceback, may be "" */
+    int node, worker;           /* where it ran last (-1 if never dispatched) */
+    const char *host;           /* that node's hostname */
+    int attempts;
+} sky_call_outcome;
+
+/* Starts every node and worker and completes the handshake with each.
+ * On failure returns NULL with a message naming node, worker and cause;
+ * nothing is left running. codec supplies bytecode for DEFINE frames and
+ * must outlive the pool. */
+sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_State *L,
+                       char *err, size_t errlen);
+
+/* Stops every worker (BYE, then SIGKILL after a short grace), reaps them,
+ * removes node working directories. NULL-safe, idempotent via the caller. */
+void sky_pool_free(sky_pool *p);
+
+/* Queues a call. values: encoded [function, arguments…]; protos: the
+ * prototypes they refer to. node >= 0 pins it to that node (broadcast).
+ * timeout <= 0 uses the pool's default. Returns the call id (> 0), or 0 if
+ * the pool is closed. */
+uint64_t sky_pool_submit(sky_pool *p, const uint8_t *values, size_t len,
+                         const wire_hashes *protos, double timeout, int node);
+
+/* Runs the event loop until call id completes (or an interrupt). Returns
+ * the outcome (also for interrupts: SKY_ERR_INTERRUPTED; the call is then
+ * abandoned). */
+const sky_call_outcome *sky_pool_wait(sky_pool *p, uint64_t id);
+
+/* Runs the event loop until one of ids[0..n) completes; returns its index,
+ * or -1 when interrupted. Calls that already completed count at once. */
+int sky_pool_wait_any(sky_pool *p, const uint64_t *ids, size_t n);
+
+/* Does one non-blocking turn of the event loop; returns the outcome of id
+ * if it has completed, else NULL. */
+const sky_call_outcome *sky_pool_poll(sky_pool *p, uint64_t id);
+
+/* Forgets a completed (or abandoned) call and frees its outcome. */
+void sky_pool_release(sky_pool *p, uint64_t id);
+
+int sky_pool_nodes(const sky_pool *p);
+int sky_pool_workers_per_node(const sky_pool *p);
+/* Encoded facts table a node's first worker sent in HELLO (hostname, cores, …). */
+const uint8_t *sky_pool_node_facts(const sky_pool *p, int node, size_t *len);
+const char *sky_pool_node_host(const sky_pool *p, int node);
+/* Process ids of all live worker processes (tests, diagnostics). Returns count. */
+size_t sky_pool_worker_pids(const sky_pool *p, int *pids, size_t max);
+
+/* The worker binary to run: $SKYRUN_WORKER, else skyrun-worker next to the
+ * running executable, else the build tree's, else the installed one.
+ * Returns a malloc'd path or NULL. */
+char *sky_pool_find_worker(void);
+
+#endif

@@ -1,0 +1,351 @@
+/*
+ * compute (bindings): pools as Lua userdata, over compute/pool.
+ *
+ * C does the work — encoding calls with the state's codec, the pool's
+ * scheduler, decoding results — and exposes primitives (_submit, _wait,
+ * _wait_any, _done, _release). lua/sky.lua builds the user-facing verbs
+ * (`>>`, `&`, run, submit, map, stream, broadcast) from them.
+ *
+ * Convention: misuse raises; a failed remote call is returned as
+ * `false, error_table` so the Lua side can raise it at the caller's line.
+ */
+#include <lauxlib.h>
+#include <string.h>
+
+#include "compute/pool.h"
+#include "lua/bindings.h"
+#include "wire/wire.h"
+
+#define POOL_TYPE "sky.pool"
+#define CODEC_KEY "sky.codec"
+
+typedef struct pool_ud {
+    sky_pool *pool;
+} pool_ud;
+
+typedef struct codec_ud {
+    wire_codec *codec;
+} codec_ud;
+
+static int codec_gc(lua_State *L)
+{
+    codec_ud *c = lua_touserdata(L, 1);
+    if (c->codec) {
+        wire_codec_free(c->codec);
+        c->codec = NULL;
+    }
+    return 0;
+}
+
+/* The state's one codec (created on first use, freed with the state). */
+static wire_codec *state_codec(lua_State *L)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, CODEC_KEY) == LUA_TUSERDATA) {
+        codec_ud *c = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        return c->codec;
+    }
+    lua_pop(L, 1);
+    codec_ud *c = lua_newuserdatauv(L, sizeof *c, 0);
+    c->codec = NULL;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, codec_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    c->codec = wire_codec_new(L, 0);
+    if (!c->codec)
+        luaL_error(L, "sky: cannot create the value codec");
+    lua_setfield(L, LUA_REGISTRYINDEX, CODEC_KEY);
+    return c->codec;
+}
+
+static pool_ud *check_pool(lua_State *L, int idx)
+{
+    pool_ud *u = luaL_checkudata(L, idx, POOL_TYPE);
+    if (!u->pool)
+        luaL_error(L, "the pool is closed");
+    return u;
+}
+
+static int opt_int_field(lua_State *L, int t, const char *k, int dflt)
+{
+    int ty = lua_getfield(L, t, k);
+    int v = dflt;
+    if (ty == LUA_TNUMBER && lua_isinteger(L, -1))
+        v = (int)lua_tointeger(L, -1);
+    else if (ty != LUA_TNIL)
+        luaL_error(L, "sky.compute: '%s' must be an integer", k);
+    lua_pop(L, 1);
+    return v;
+}
+
+static double opt_num_field(lua_State *L, int t, const char *k, double dflt)
+{
+    int ty = lua_getfield(L, t, k);
+    double v = dflt;
+    if (ty == LUA_TNUMBER)
+        v = lua_tonumber(L, -1);
+    else if (ty != LUA_TNIL)
+        luaL_error(L, "sky.compute: '%s' must be a number", k);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* core.pool_new{ provider=, nodes=, workers=, retries=, timeout=, worker=, quiet= } */
+static int pool_new(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    sky_pool_options o;
+    memset(&o, 0, sizeof o);
+    lua_getfield(L, 1, "provider");
+    o.provider = luaL_optstring(L, -1, "localhost");
+    lua_getfield(L, 1, "worker");
+    o.worker_path = luaL_optstring(L, -1, NULL);
+    o.nodes = opt_int_field(L, 1, "nodes", 1);
+    o.workers = opt_int_field(L, 1, "workers", 1);
+    o.retries = opt_int_field(L, 1, "retries", 3);
+    o.timeout = opt_num_field(L, 1, "timeout", 0);
+    lua_getfield(L, 1, "quiet");
+    o.quiet = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (o.nodes < 1 || o.nodes > 1024)
+        return luaL_error(L, "sky.compute: nodes must be between 1 and 1024 (got %d)", o.nodes);
+    if (o.workers < 1 || o.workers > 1024)
+        return luaL_error(L, "sky.compute: workers must be between 1 and 1024 (got %d)", o.workers);
+
+    wire_codec *codec = state_codec(L);
+    pool_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
+    u->pool = NULL;
+    luaL_setmetatable(L, POOL_TYPE);
+    char err[600];
+    u->pool = sky_pool_new(&o, codec, L, err, sizeof err);
+    if (!u->pool)
+        return luaL_error(L, "sky.compute: %s", err);
+    return 1;
+}
+
+/* pool:_submit(f, args, timeout, node) -> id; args is a table.pack()ed list. */
+static int pool_submit(lua_State *L)
+{
+    pool_ud *u = check_pool(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    double timeout = luaL_optnumber(L, 4, 0);
+    int node = (int)luaL_optinteger(L, 5, -1);
+    if (node >= sky_pool_nodes(u->pool))
+        return luaL_error(L, "node %d does not exist (the pool has %d)", node, sky_pool_nodes(u->pool));
+    lua_getfield(L, 3, "n");
+    int nargs = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : (int)lua_rawlen(L, 3);
+    lua_pop(L, 1);
+    luaL_checkstack(L, nargs + 2, "too many arguments");
+    int base = lua_gettop(L) + 1;
+    lua_pushvalue(L, 2);
+    for (int i = 1; i <= nargs; i++)
+        lua_rawgeti(L, 3, i);
+    sky_buf out = SKY_BUF_INIT;
+    wire_hashes protos = { 0 };
+    wire_err we;
+    int rc = wire_encode(state_codec(L), L, base, nargs + 1, WIRE_ROOTS_CALL, &out, &protos, &we);
+    lua_settop(L, base - 1);
+    if (rc != 0) {
+        sky_buf_free(&out);
+        wire_hashes_free(&protos);
+        lua_pushnil(L);
+        lua_pushstring(L, we.msg);
+        return 2;
+    }
+    uint64_t id = sky_pool_submit(u->pool, out.data, out.len, &protos, timeout, node);
+    sky_buf_free(&out);
+    wire_hashes_free(&protos);
+    if (!id)
+        return luaL_error(L, "the pool is closed");
+    lua_pushinteger(L, (lua_Integer)id);
+    return 1;
+}
+
+static const char *error_kind_name(int kind)
+{
+    switch (kind) {
+    case SKY_ERR_USER: return "error";
+    case SKY_ERR_TIMEOUT: return "timeout";
+    case SKY_ERR_DECODE: return "decode";
+    case SKY_ERR_LOST: return "lost";
+    case SKY_ERR_INTERRUPTED: return "interrupted";
+    default: return "pool";
+    }
+}
+
+/* Pushes true, results… or false, error table; returns the count pushed. */
+static int push_outcome(lua_State *L, const sky_call_outcome *o)
+{
+    if (o->status == SKY_CALL_OK) {
+        lua_pushboolean(L, 1);
+        wire_err we;
+        int n = wire_decode(state_codec(L), L, o->values, o->values_len, &we);
+        if (n >= 0)
+            return n + 1;
+        lua_pop(L, 1);
+        lua_pushboolean(L, 0);
+        lua_createtable(L, 0, 6);
+        lua_pushfstring(L, "cannot decode the result: %s", we.msg);
+        lua_setfield(L, -2, "message");
+        lua_pushstring(L, "decode");
+        lua_setfield(L, -2, "kind");
+    } else {
+        lua_pushboolean(L, 0);
+        lua_createtable(L, 0, 8);
+        lua_pushstring(L, o->message ? o->message : "");
+        lua_setfield(L, -2, "message");
+        lua_pushstring(L, error_kind_name(o->error_kind));
+        lua_setfield(L, -2, "kind");
+        lua_pushstring(L, o->traceback ? o->traceback : "");
+        lua_setfield(L, -2, "traceback");
+    }
+    lua_pushinteger(L, o->node);
+    lua_setfield(L, -2, "node");
+    lua_pushinteger(L, o->worker);
+    lua_setfield(L, -2, "worker");
+    lua_pushstring(L, o->host ? o->host : "");
+    lua_setfield(L, -2, "host");
+    lua_pushinteger(L, o->attempts);
+    lua_setfield(L, -2, "attempts");
+    return 2;
+}
+
+/* pool:_wait(id) -> true, results… | false, err. Releases the call. */
+static int pool_wait(lua_State *L)
+{
+    pool_ud *u = check_pool(L, 1);
+    uint64_t id = (uint64_t)luaL_checkinteger(L, 2);
+    const sky_call_outcome *o = sky_pool_wait(u->pool, id);
+    int n = push_outcome(L, o);
+    if (o->error_kind != SKY_ERR_INTERRUPTED)
+        sky_pool_release(u->pool, id);
+    return n;
+}
+
+/* pool:_done(id) -> boolean (one non-blocking turn of the loop). */
+static int pool_done(lua_State *L)
+{
+    pool_ud *u = check_pool(L, 1);
+    uint64_t id = (uint64_t)luaL_checkinteger(L, 2);
+    lua_pushboolean(L, sky_pool_poll(u->pool, id) != NULL);
+    return 1;
+}
+
+/* pool:_wait_any(ids) -> index into ids (1-based), or nil when interrupted. */
+static int pool_wait_any(lua_State *L)
+{
+    pool_ud *u = check_pool(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    size_t n = lua_rawlen(L, 2);
+    if (n == 0)
+        return 0;
+    uint64_t *ids = lua_newuserdatauv(L, n * sizeof *ids, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, 2, (lua_Integer)i + 1);
+        ids[i] = (uint64_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    int k = sky_pool_wait_any(u->pool, ids, n);
+    if (k < 0)
+        return 0;
+    lua_pushinteger(L, k + 1);
+    return 1;
+}
+
+static int pool_release(lua_State *L)
+{
+    pool_ud *u = check_pool(L, 1);
+    sky_pool_release(u->pool, (uint64_t)luaL_checkinteger(L, 2));
+    return 0;
+}
+
+static int pool_close(lua_State *L)
+{
+    pool_ud *u = luaL_checkudata(L, 1, POOL_TYPE);
+    if (u->pool) {
+        sky_pool_free(u->pool);
+        u->pool = NULL;
+    }
+    return 0;
+}
+
+/* pool:info() -> { nodes=, workers=, node = { [0] = facts, … } } */
+static int pool_info(lua_State *L)
+{
+    pool_ud *u = check_pool(L, 1);
+    int nodes = sky_pool_nodes(u->pool);
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, nodes);
+    lua_setfield(L, -2, "nodes");
+    lua_pushinteger(L, sky_pool_workers_per_node(u->pool));
+    lua_setfield(L, -2, "workers");
+    lua_createtable(L, nodes, 0);
+    for (int n = 0; n < nodes; n++) {
+        size_t len = 0;
+        const uint8_t *facts = sky_pool_node_facts(u->pool, n, &len);
+        wire_err we;
+        if (facts && wire_decode(state_codec(L), L, facts, len, &we) == 1)
+            lua_rawseti(L, -2, n);
+    }
+    lua_setfield(L, -2, "node");
+    return 1;
+}
+
+/* pool:pids() -> list of live worker process ids */
+static int pool_pids(lua_State *L)
+{
+    pool_ud *u = check_pool(L, 1);
+    int pids[4096];
+    size_t n = sky_pool_worker_pids(u->pool, pids, sizeof pids / sizeof *pids);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushinteger(L, pids[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+static int pool_tostring(lua_State *L)
+{
+    pool_ud *u = luaL_checkudata(L, 1, POOL_TYPE);
+    if (!u->pool)
+        lua_pushliteral(L, "sky.pool (closed)");
+    else
+        lua_pushfstring(L, "sky.pool (%d nodes x %d workers)", sky_pool_nodes(u->pool),
+                        sky_pool_workers_per_node(u->pool));
+    return 1;
+}
+
+static const luaL_Reg pool_methods[] = {
+    { "_submit", pool_submit },
+    { "_wait", pool_wait },
+    { "_wait_any", pool_wait_any },
+    { "_done", pool_done },
+    { "_release", pool_release },
+    { "close", pool_close },
+    { "info", pool_info },
+    { "pids", pool_pids },
+    { NULL, NULL },
+};
+
+static const luaL_Reg pool_meta[] = {
+    { "__gc", pool_close },
+    { "__close", pool_close },
+    { "__tostring", pool_tostring },
+    { NULL, NULL },
+};
+
+void sky_lua_open_compute(lua_State *L)
+{
+    luaL_newmetatable(L, POOL_TYPE);
+    luaL_setfuncs(L, pool_meta, 0);
+    luaL_newlib(L, pool_methods);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");
+    lua_setfield(L, -3, "pool_methods");   /* core.pool_methods: lua/sky.lua adds the verbs */
+    lua_pop(L, 1);
+    lua_pushcfunction(L, pool_new);
+    lua_setfield(L, -2, "pool_new");
+}

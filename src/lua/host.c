@@ -1,0 +1,196 @@
+/*
+ * host: sky_host, the embeddable skyrun host (include/skyrun.h).
+ *
+ * A Lua state with the standard libraries and `sky` loaded, a message
+ * handler that keeps file:line and a traceback, and the interrupt wiring:
+ * SIGINT/SIGTERM set a flag (util/interrupt) and a Lua hook, so that both
+ * running Lua code and a pool waiting for results stop with an
+ * "interrupted" error, and every `<close>` pool is torn down on the way out.
+ */
+#include <lauxlib.h>
+#include <lualib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "skyrun.h"
+#include "util/interrupt.h"
+#include "util/log.h"
+
+struct sky_host {
+    lua_State *L;
+    sky_host_options opts;
+    char *error;
+};
+
+/* The state the signal hook stops. One host handles signals at a time. */
+static lua_State *volatile signal_state;
+
+static void stop_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "interrupted");
+}
+
+static void on_interrupt(int sig)
+{
+    (void)sig;
+    lua_State *L = signal_state;
+    if (L)   /* lua_sethook is documented as safe to call from a signal handler */
+        lua_sethook(L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static int message_handler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            msg = lua_tostring(L, -1);
+        else
+            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+static void set_error(sky_host *h, const char *msg)
+{
+    free(h->error);
+    h->error = strdup(msg ? msg : "");
+    if (h->error)
+        sky_redact(h->error);
+}
+
+/* Runs the function on top of the stack (with nargs arguments below it… above it). */
+static int protected_run(sky_host *h, int nargs)
+{
+    lua_State *L = h->L;
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, message_handler);
+    lua_insert(L, base);
+    int status = lua_pcall(L, nargs, 0, base);
+    lua_remove(L, base);
+    int sig = sky_interrupt_pending();
+    if (status == LUA_OK && !sig) {
+        set_error(h, "");
+        return 0;
+    }
+    if (status != LUA_OK) {
+        set_error(h, lua_tostring(L, -1));
+        lua_pop(L, 1);
+    } else {
+        set_error(h, "interrupted");
+    }
+    lua_sethook(L, NULL, 0, 0);
+    if (sig) {
+        sky_interrupt_clear();
+        return 128 + sig;
+    }
+    return 1;
+}
+
+sky_host *sky_host_new(const sky_host_options *opts)
+{
+    sky_host *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    if (opts)
+        h->opts = *opts;
+    else
+        h->opts.progress = -1;
+    h->L = luaL_newstate();
+    if (!h->L) {
+        free(h);
+        return NULL;
+    }
+    if (h->opts.verbose)
+        sky_log_set_level(SKY_LOG_DEBUG);
+    else if (h->opts.quiet)
+        sky_log_set_level(SKY_LOG_ERROR);
+
+    lua_State *L = h->L;
+    luaL_openlibs(L);
+    /* Options the module reads: sky.core consults this registry table. */
+    lua_newtable(L);
+    lua_pushinteger(L, h->opts.progress);
+    lua_setfield(L, -2, "progress");
+    if (h->opts.config) {
+        lua_pushstring(L, h->opts.config);
+        lua_setfield(L, -2, "config");
+    }
+    if (h->opts.profile) {
+        lua_pushstring(L, h->opts.profile);
+        lua_setfield(L, -2, "profile");
+    }
+    lua_pushboolean(L, h->opts.quiet);
+    lua_setfield(L, -2, "quiet");
+    lua_setfield(L, LUA_REGISTRYINDEX, "sky.options");
+
+    lua_pushcfunction(L, message_handler);
+    luaL_requiref(L, "sky", luaopen_sky, 1);   /* also the global `sky` */
+    lua_pop(L, 2);
+
+    if (h->opts.handle_signals) {
+        signal_state = L;
+        sky_interrupt_set_callback(on_interrupt);
+        sky_interrupt_install();
+    }
+    return h;
+}
+
+static void set_arg_table(lua_State *L, const char *script, int argc, char **argv)
+{
+    lua_createtable(L, argc, 1);
+    lua_pushstring(L, script);
+    lua_rawseti(L, -2, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setglobal(L, "arg");
+}
+
+int sky_host_run_file(sky_host *h, const char *path, int argc, char **argv)
+{
+    lua_State *L = h->L;
+    set_arg_table(L, path ? path : "-", argc, argv);
+    if (luaL_loadfilex(L, path, "t") != LUA_OK) {
+        set_error(h, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return 1;
+    }
+    luaL_checkstack(L, argc, "too many script arguments");
+    for (int i = 0; i < argc; i++)
+        lua_pushstring(L, argv[i]);
+    return protected_run(h, argc);
+}
+
+int sky_host_run_string(sky_host *h, const char *code, const char *chunkname)
+{
+    lua_State *L = h->L;
+    if (luaL_loadbufferx(L, code, strlen(code), chunkname ? chunkname : "=(command line)", "t") != LUA_OK) {
+        set_error(h, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return 1;
+    }
+    return protected_run(h, 0);
+}
+
+const char *sky_host_error(const sky_host *h) { return h && h->error ? h->error : ""; }
+
+lua_State *sky_host_lua(sky_host *h) { return h->L; }
+
+void sky_host_free(sky_host *h)
+{
+    if (!h)
+        return;
+    if (signal_state == h->L) {
+        signal_state = NULL;
+        sky_interrupt_set_callback(NULL);
+    }
+    lua_close(h->L);   /* runs __gc of every pool still open: workers stopped */
+    free(h->error);
+    free(h);
+}

@@ -1,0 +1,193 @@
+-- Remote functions on a real localhost pool: calls, groups, map, broadcast,
+-- futures, streams, timeouts, errors, serialization of closures.
+package.path = os.getenv("SKYRUN_SOURCE_DIR") .. "/tests/lua/?.lua;" .. package.path
+local t = require "testlib"
+local sky = require "sky"
+
+local pool <close> = sky.compute { provider = sky.providers.localhost { nodes = 2, workers = 2 } }
+
+local square = sky.fn(function(x) return x * x end)
+
+t.test("a call runs on a worker and returns its result", function()
+  t.eq(square(7) >> pool, 49)
+end)
+
+t.test("multiple return values all come back", function()
+  local f = sky.fn(function(a, b) return a + b, a * b, "three", nil, 5 end)
+  local r = table.pack(f(3, 4) >> pool)
+  t.eq(r.n, 5)
+  t.eq(r[1], 7); t.eq(r[2], 12); t.eq(r[3], "three"); t.eq(r[4], nil); t.eq(r[5], 5)
+end)
+
+t.test("calls grouped with & run in parallel and return in order", function()
+  local a, b, c = (square(2) & square(3) & square(4)) >> pool
+  t.eq(a, 4); t.eq(b, 9); t.eq(c, 16)
+end)
+
+t.test("map returns results in the order of its input", function()
+  local xs = {}
+  for i = 1, 200 do xs[i] = i end
+  local r = pool:map(square, xs)
+  t.eq(#r, 200)
+  for i = 1, 200 do t.eq(r[i], i * i) end
+end)
+
+t.test("broadcast runs once on every node", function()
+  local where = sky.fn(function() return sky.instance_info().node end)
+  local r = pool:broadcast(where())
+  t.eq(#r, 2)
+  t.eq(r[1], 0); t.eq(r[2], 1)
+end)
+
+t.test("instance_info describes the worker and its pool", function()
+  local info = sky.fn(function() return sky.instance_info() end)() >> pool
+  t.eq(info.nodes, 2); t.eq(info.workers, 2)
+  t.truthy(info.node == 0 or info.node == 1, "node id")
+  t.truthy(type(info.hostname) == "string" and #info.hostname > 0, "hostname")
+  t.truthy(type(info.pid) == "number" and info.pid > 0, "pid")
+  t.eq(type(info.accelerators), "table")
+end)
+
+t.test("shard gives each node a disjoint, covering slice", function()
+  local part = sky.fn(function(xs) return sky.shard(xs) end)
+  local xs = {}
+  for i = 1, 11 do xs[i] = i end
+  local r = pool:broadcast(part(xs))
+  local seen = {}
+  for _, slice in ipairs(r) do
+    for _, v in ipairs(slice) do
+      t.eq(seen[v], nil, "element " .. v .. " in two shards")
+      seen[v] = true
+    end
+  end
+  for i = 1, 11 do t.truthy(seen[i], "element " .. i .. " in no shard") end
+end)
+
+t.test("submit returns a future that waits for the result", function()
+  local f = pool:submit(square(12))
+  t.eq(f:wait(), 144)
+  t.eq(f:done(), true)
+  t.eq(f:wait(), 144)
+end)
+
+t.test("stream yields results in completion order with their positions", function()
+  -- "slow" cannot finish before "fast" has run: it waits for fast's marker file.
+  local dir = os.getenv("SKYRUN_BUILD_DIR") .. "/tmp-stream-" .. math.random(1e9)
+  os.execute("mkdir -p " .. dir)
+  local slow = sky.fn(function(d)
+    for _ = 1, 3000 do
+      local f = io.open(d .. "/fast-done")
+      if f then f:close() return "slow" end
+      os.execute("sleep 0.01")
+    end
+    return "gave up"
+  end)
+  local fast = sky.fn(function(d)
+    local f = io.open(d .. "/fast-done", "w"); f:close()
+    return "fast"
+  end)
+  local order = {}
+  for i, v in pool:stream({ slow(dir), fast(dir) }) do
+    order[#order + 1] = i .. "=" .. v
+  end
+  os.execute("rm -rf " .. dir)
+  t.same(order, { "2=fast", "1=slow" })
+end)
+
+t.test("upvalues travel by value, nested and recursive functions included", function()
+  local base, scale = 10, { factor = 3 }
+  local function helper(x) return x * scale.factor end
+  local function fib(n) if n < 2 then return n end return fib(n - 1) + fib(n - 2) end
+  local f = sky.fn(function(x) return helper(x) + base + fib(10) end)
+  t.eq(f(2) >> pool, 2 * 3 + 10 + 55)
+end)
+
+t.test("tables keep shared references, cycles, integer/float and NUL bytes", function()
+  local shared = { 1 }
+  local cyc = { name = "c" }
+  cyc.self = cyc
+  local echo = sky.fn(function(v) return v end)
+  local r = echo({ a = shared, b = shared, c = cyc, i = 3, f = 3.0, s = "a\0b" }) >> pool
+  t.truthy(r.a == r.b, "shared reference preserved")
+  t.truthy(r.c.self == r.c, "cycle preserved")
+  t.eq(math.type(r.i), "integer"); t.eq(math.type(r.f), "float")
+  t.eq(r.s, "a\0b")
+end)
+
+t.test("standard-library values travel by name", function()
+  local fmt, m = string.format, math
+  local f = sky.fn(function(x) return fmt("%.2f", m.sqrt(x)) end)
+  t.eq(f(2) >> pool, "1.41")
+end)
+
+t.test("an unsendable upvalue is refused before sending, naming it", function()
+  local conn = io.tmpfile()
+  local f = sky.fn(function() return conn end)
+  t.raises(function() return f() >> pool end, "upvalue 'conn'", "cannot be sent")
+  conn:close()
+end)
+
+t.test("an unsendable argument field is refused naming its path", function()
+  local f = sky.fn(function(x) return x end)
+  t.raises(function() return f(1, { cb = coroutine.create(print) }) >> pool end,
+    "argument 2", "field 'cb'")
+end)
+
+t.test("a remote error carries message, traceback, node and worker", function()
+  local bad = sky.fn(function(x)
+    local t2 = nil
+    return t2.field + x
+  end)
+  local msg, err = t.raises(function() return bad(1) >> pool end,
+    "remote error on node", "attempt to index a nil value", "remote traceback")
+  t.contains(msg, "test_remote_functions.lua:")   -- the host-side line of the call
+  t.eq(type(err), "table")
+  t.eq(err.kind, "error")
+  t.truthy(err.node == 0 or err.node == 1, "node")
+  t.truthy(err.worker == 0 or err.worker == 1, "worker")
+  t.contains(err.traceback, "traceback")
+end)
+
+t.test("a call past its timeout fails with a timeout error, and the pool goes on", function()
+  local spin = sky.fn(function() while true do end end)
+  t.raises(function() return spin():timeout(0.5) >> pool end, "timed out")
+  t.eq(square(5) >> pool, 25)
+end)
+
+t.test("a user error is never retried", function()
+  local dir = os.getenv("SKYRUN_BUILD_DIR") .. "/tmp-retry-" .. tostring(os.time()) .. "-" .. math.random(1e9)
+  os.execute("mkdir -p " .. dir)
+  local count = sky.fn(function(d)
+    local f = io.open(d .. "/attempts", "a"); f:write("x"); f:close()
+    error("always fails")
+  end)
+  t.raises(function() return count(dir) >> pool end, "always fails")
+  local f = io.open(dir .. "/attempts"); local n = #f:read("a"); f:close()
+  os.execute("rm -rf " .. dir)
+  t.eq(n, 1, "attempts")
+end)
+
+t.test("a worker killed mid-call is replaced and the call retried elsewhere", function()
+  local dir = os.getenv("SKYRUN_BUILD_DIR") .. "/tmp-kill-" .. tostring(os.time()) .. "-" .. math.random(1e9)
+  os.execute("mkdir -p " .. dir)
+  local victim = sky.fn(function(d, x)
+    local me = sky.instance_info()
+    local marker = io.open(d .. "/killed")
+    if not marker then
+      local f = io.open(d .. "/killed", "w"); f:write(me.pid); f:close()
+      os.execute("kill -9 " .. me.pid)
+      while true do end
+    end
+    marker:close()
+    return x * 2, me.pid
+  end)
+  local r, pid = victim(dir, 21) >> pool
+  local f = io.open(dir .. "/killed"); local killed = tonumber(f:read("a")); f:close()
+  os.execute("rm -rf " .. dir)
+  t.eq(r, 42)
+  t.truthy(pid ~= killed, "retried on another worker process")
+  -- the pool still has all its workers
+  t.eq(#pool:pids(), 4)
+end)
+
+t.run()
