@@ -1,0 +1,133 @@
+# lib.sh: what the storage shell tests share (sourced, never run).
+#
+# Gives each test file a private scratch directory (also its HOME and TMPDIR,
+# so the run's leftovers are all in one place and the machine's ~/.aws is never
+# read), aws-cli and skyrun pointed at the suite's s3rver, a fault proxy in
+# front of it on demand, unique bucket names, bounded waits, and a small
+# runner that prints "ok - <behaviour>" / "FAIL - <behaviour>" per test.
+#
+# Environment (ctest sets it, through tests/support/s3rver.sh env):
+#   S3_ENDPOINT, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY  the s3rver
+#   SKYRUN, FAULTPROXY, AWS_CLI                            the programs under test
+set -euo pipefail
+
+: "${S3_ENDPOINT:?S3_ENDPOINT is not set: run through ctest (tests/support/s3rver.sh env)}"
+SKYRUN=${SKYRUN:-${SKYRUN_BUILD_DIR:?}/skyrun}
+FAULTPROXY=${FAULTPROXY:-${SKYRUN_BUILD_DIR:?}/tests/faultproxy}
+AWS_CLI=${AWS_CLI:-/usr/bin/aws}
+MiB=$((1024 * 1024))
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/skyrun-s3sh.XXXXXX")
+mkdir -p "$WORK/home" "$WORK/tmp"
+export HOME=$WORK/home TMPDIR=$WORK/tmp
+export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true AWS_PAGER=""
+RUN_ID=$(basename "$WORK" | sed 's/.*\.//' | tr 'A-Z' 'a-z')
+PROXY_PIDS=()
+FAILED=0
+PASSED=0
+
+cleanup_lib() {
+  local pid
+  for pid in "${PROXY_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup_lib EXIT
+
+# aws-cli straight at the server; awscp is its quiet `s3 cp`.
+awss3() { "$AWS_CLI" --endpoint-url "$S3_ENDPOINT" "$@"; }
+awscp() { "$AWS_CLI" --endpoint-url "$S3_ENDPOINT" s3 cp --only-show-errors "$@"; }
+
+# skyrun's storage command with the endpoint given explicitly.
+sky_s3() { "$SKYRUN" s3 --endpoint "$S3_ENDPOINT" "$@"; }
+
+# A bucket name unique to this run and call: bucket_name WHAT. The counter
+# lives in a file because callers use $(...), a subshell.
+bucket_name() {
+  local n
+  n=$(($(cat "$WORK/bucket-serial" 2>/dev/null || echo 0) + 1))
+  echo "$n" >"$WORK/bucket-serial"
+  echo "$1-$RUN_ID-$n"
+}
+
+# Creates a bucket with aws-cli (a peer, so skyrun's own mb is tested apart).
+fresh_bucket() {
+  local b
+  b=$(bucket_name "$1")
+  awss3 s3 mb "s3://$b" >/dev/null
+  echo "$b"
+}
+
+random_file() { head -c "$2" /dev/urandom >"$1"; }
+
+fail() { echo "    $*" >&2; return 1; }
+
+# Fails unless the file holds the text (grep -F).
+expect_in() { grep -qF -- "$2" "$1" || { echo "    --- $1:" >&2; sed 's/^/    | /' "$1" >&2; fail "'$2' not found in $1"; }; }
+expect_not_in() { ! grep -qF -- "$2" "$1" || fail "'$2' found in $1 (must not be there)"; }
+
+# Runs CMD, capturing stdout/stderr to $WORK/out and $WORK/err; fails unless
+# its exit status is the expected one.  expect_exit STATUS CMD...
+expect_exit() {
+  local want=$1 rc=0; shift
+  "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
+  if [ "$rc" != "$want" ]; then
+    echo "    --- stdout:" >&2; sed 's/^/    | /' "$WORK/out" >&2
+    echo "    --- stderr:" >&2; sed 's/^/    | /' "$WORK/err" >&2
+    fail "exit status $rc, expected $want: $*"
+  fi
+}
+
+# Waits until CMD succeeds, at most SECONDS: wait_for SECONDS CMD...
+wait_for() {
+  local limit=$1 deadline; shift
+  deadline=$((SECONDS + limit))
+  until "$@"; do
+    [ $SECONDS -lt "$deadline" ] || { fail "gave up after ${limit}s waiting for: $*"; return 1; }
+    sleep 0.1
+  done
+}
+
+# Starts a fault proxy in front of the server; sets PROXY_ENDPOINT, PROXY_PID
+# and PROXY_LOG (one line per request). start_proxy [faultproxy options...]
+start_proxy() {
+  local portfile="$WORK/proxy.$BASHPID.$RANDOM.port"
+  PROXY_LOG="$WORK/proxy.$BASHPID.$RANDOM.log"
+  "$FAULTPROXY" --upstream "${S3_ENDPOINT#http://}" --log "$PROXY_LOG" --max-seconds 900 "$@" \
+    >"$portfile" &
+  PROXY_PID=$!
+  PROXY_PIDS+=("$PROXY_PID")
+  wait_for 10 test -s "$portfile"
+  PROXY_ENDPOINT="http://127.0.0.1:$(head -n1 "$portfile")"
+}
+
+stop_proxy() {
+  kill "$PROXY_PID" 2>/dev/null || true
+  wait "$PROXY_PID" 2>/dev/null || true
+}
+
+# Counts the proxy's requests with a given fate (pass, error, cut-request, cut-response).
+proxy_count() { awk -v f="$1" '$4 == f' "$PROXY_LOG" | wc -l; }
+
+# Multipart uploads still open in a bucket, as the server reports them.
+pending_uploads() {
+  awss3 s3api list-multipart-uploads --bucket "$1" --query 'length(Uploads || `[]`)' --output text
+}
+
+# Runs one test function in a subshell with errexit on: test NAME FUNCTION.
+test_case() {
+  local name=$1 rc=0; shift
+  set +e
+  ( set -e; "$@" )
+  rc=$?
+  set -e
+  if [ $rc -eq 0 ]; then
+    PASSED=$((PASSED + 1)); echo "ok   - $name"
+  else
+    FAILED=$((FAILED + 1)); echo "FAIL - $name"
+  fi
+}
+
+finish() {
+  echo "$PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ]
+}
