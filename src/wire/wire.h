@@ -73,7 +73,8 @@ typedef struct wire_frame {
     size_t len;
 } wire_frame;
 
-/* Appends one frame to out, compressing the body when that makes it shorter. */
+/* Appends one frame to out, compressing the body when that makes it shorter.
+ * len must be at most WIRE_MAX_BODY (callers check; a larger body aborts). */
 void wire_frame_append(sky_buf *out, uint8_t type, const void *body, size_t len);
 
 /* Parses the frame at the front of data[0..len). WIRE_OK: *f is filled and
@@ -81,6 +82,9 @@ void wire_frame_append(sky_buf *out, uint8_t type, const void *body, size_t len)
  * change). WIRE_AGAIN: more bytes are needed. WIRE_EBAD: malformed (err). */
 int wire_frame_next(const uint8_t *data, size_t len, sky_buf *scratch,
                     wire_frame *f, size_t *consumed, wire_err *err);
+
+/* "CALL", "RESULT", … for a known frame type; NULL otherwise. */
+const char *wire_type_name(uint8_t type);
 
 /* ---- a cursor over a body ---------------------------------------------- */
 
@@ -103,6 +107,10 @@ typedef struct wire_hash {
     uint8_t b[16];
 } wire_hash;
 
+/* The hash of some bytes, and its 32-digit hex form (for messages). */
+void wire_hash_bytes(const void *data, size_t len, wire_hash *out);
+void wire_hash_hex(const wire_hash *h, char out[33]);
+
 /* The distinct prototypes one encoding referred to (in first-use order). */
 typedef struct wire_hashes {
     wire_hash *v;
@@ -120,7 +128,7 @@ enum wire_codec_flags {
     WIRE_CODEC_KEEP_DEBUG = 1,  /* dump bytecode with debug info (line numbers in tracebacks) */
 };
 wire_codec *wire_codec_new(lua_State *L, int flags);
-void wire_codec_free(wire_codec *c);
+void wire_codec_free(wire_codec *c);   /* before lua_close(L): it releases registry entries */
 
 /* How the values being encoded are named in error messages. */
 enum wire_roots {
@@ -145,6 +153,9 @@ int wire_decode(wire_codec *c, lua_State *L, const uint8_t *p, size_t len, wire_
 
 /* Bytecode of a prototype this codec knows (to send a DEFINE), or NULL. */
 const uint8_t *wire_codec_bytecode(wire_codec *c, const wire_hash *h, size_t *len);
+
+/* How many times this codec ran lua_dump (each closure is dumped once). */
+size_t wire_codec_dump_count(const wire_codec *c);
 
 /* Worker side: learn a prototype from a DEFINE. Checks that the bytecode
  * hashes to h. Returns 0 or -1 (err). */
