@@ -1,0 +1,118 @@
+/*
+ * client: the S3 layer's API for C callers (the Lua bindings, the CLI, the
+ * volume code). One s3_client per storage: it owns the resolved settings, one
+ * curl multi handle (kept-alive connections shared by every request) and a
+ * pool of reusable easy handles.
+ *
+ * Every operation returns 0 on success or -1 with *err filled: err->text is
+ * the whole message for a user, already naming the operation, bucket and key
+ * and passed through sky_redact, e.g.
+ *   "s3 get s3://datasets/iris/x.csv: NoSuchKey: The specified key does not exist. (request id 4F2A…)"
+ * Transfers stream from and to disk with memory bounded by parallel × a small
+ * buffer, retry per request (retry.h), verify integrity, and leave either a
+ * complete destination or an untouched one (uploads are aborted, download
+ * temp files removed), also when interrupted (util/interrupt.h).
+ */
+#ifndef SKY_S3_CLIENT_H
+#define SKY_S3_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "s3/credentials.h"
+#include "util/buf.h"
+
+typedef struct s3_client s3_client;
+
+#define S3_DEFAULT_PART_SIZE ((size_t)8 << 20)
+#define S3_MIN_PART_SIZE ((size_t)5 << 20)
+#define S3_MAX_PARTS 10000
+#define S3_DEFAULT_PARALLEL 8
+
+typedef struct s3_client_options {
+    size_t part_size;   /* multipart part and download range size; 0: 8 MiB (minimum 5 MiB) */
+    int parallel;       /* requests in flight per transfer; 0: 8 */
+    int retries;        /* attempts per request or part; 0: 5 */
+    int progress;       /* -1: a bar on stderr when it is a terminal, 0: never, 1: always */
+} s3_client_options;
+
+typedef struct s3_error {
+    long status;          /* HTTP status, 0 when no answer */
+    int curl_code;        /* CURLcode of the last attempt, 0 when none */
+    char code[64];        /* S3 error code ("NoSuchKey"), "" for local/network failures */
+    char message[512];
+    char request_id[128];
+    char text[1536];      /* the full, redacted message for the user */
+} s3_error;
+
+/* The resolved settings are copied (secrets included; wiped at free).
+ * opts may be NULL. Returns NULL with err filled on invalid settings. */
+s3_client *s3_client_new(const s3_settings *settings, const s3_client_options *opts, s3_error *err);
+void s3_client_free(s3_client *c);   /* NULL-safe */
+
+typedef struct s3_object_info {
+    const char *key;      /* full key (or common prefix ending in the delimiter) */
+    uint64_t size;
+    const char *etag;     /* without quotes; "" for prefixes */
+    long long mtime;      /* seconds since the epoch, 0 when unknown */
+    int is_prefix;        /* a "directory" from a non-recursive listing */
+} s3_object_info;
+
+/* Called once per key in order; return nonzero to stop listing early (the
+ * listing then still returns 0). */
+typedef int (*s3_list_fn)(void *ud, const s3_object_info *obj);
+
+/* Every key under prefix (all pages); recursive = 0 groups deeper keys into
+ * common prefixes ending in "/". */
+int s3_list(s3_client *c, const char *bucket, const char *prefix, int recursive,
+            s3_list_fn fn, void *ud, s3_error *err);
+
+int s3_put_object(s3_client *c, const char *bucket, const char *key, const void *data,
+                  size_t len, const char *content_type, s3_error *err);
+int s3_get_object(s3_client *c, const char *bucket, const char *key, sky_buf *out, s3_error *err);
+
+/* HEAD: 0 and *info filled (key and etag point into client storage valid
+ * until the next call) when the object exists; 1 when it does not (err says
+ * NoSuchKey or NoSuchBucket); -1 on any other failure. info may be NULL. */
+int s3_head_object(s3_client *c, const char *bucket, const char *key,
+                   s3_object_info *info, s3_error *err);
+
+int s3_delete_object(s3_client *c, const char *bucket, const char *key, s3_error *err);
+/* Deletes every key under prefix with batched DeleteObjects (1000 per request). */
+int s3_delete_prefix(s3_client *c, const char *bucket, const char *prefix,
+                     size_t *deleted, s3_error *err);
+
+int s3_copy_object(s3_client *c, const char *src_bucket, const char *src_key,
+                   const char *dst_bucket, const char *dst_key, s3_error *err);
+
+/* A presigned URL for method ("GET", "PUT", "HEAD", "DELETE") valid for
+ * expires seconds (1 … 604800). */
+int s3_presign(s3_client *c, const char *bucket, const char *key, const char *method,
+               unsigned expires, sky_buf *url, s3_error *err);
+
+int s3_create_bucket(s3_client *c, const char *bucket, s3_error *err);
+int s3_delete_bucket(s3_client *c, const char *bucket, s3_error *err);
+
+/* Uploads a regular file to key: one PUT (Content-MD5, signed SHA-256) up to
+ * the part size, else a parallel multipart upload (Content-MD5 per part). */
+int s3_upload_file(s3_client *c, const char *bucket, const char *key, const char *path,
+                   const char *content_type, s3_error *err);
+/* A file to key, or a directory's regular files (recursively) under the
+ * prefix key ("" or ending in "/"). *count (may be NULL) receives the number
+ * of files uploaded. */
+int s3_upload_path(s3_client *c, const char *bucket, const char *key, const char *path,
+                   const char *content_type, size_t *count, s3_error *err);
+
+/* Downloads an object to path atomically (temp file in the same folder,
+ * fsync, rename), with parallel ranged GETs for large objects. */
+int s3_download_object(s3_client *c, const char *bucket, const char *key, const char *path,
+                       s3_error *err);
+/* Downloads every key under prefix into dir (created), keeping the relative
+ * paths; keys that would escape dir ("..", absolute) are refused. */
+int s3_download_prefix(s3_client *c, const char *bucket, const char *prefix, const char *dir,
+                       size_t *count, s3_error *err);
+
+/* The settings in use (endpoint, region, …), for messages and presets. */
+const s3_settings *s3_client_settings(const s3_client *c);
+
+#endif

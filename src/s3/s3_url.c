@@ -1,0 +1,117 @@
+/* s3_url: s3:// URLs and request URLs (see s3_url.h). */
+#include "s3/s3_url.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "s3/sigv4.h"
+
+int s3_url_is_s3(const char *s) { return s && strncmp(s, "s3://", 5) == 0; }
+
+int s3_url_parse(const char *url, char **bucket, char **key, char *err, size_t errlen)
+{
+    *bucket = *key = NULL;
+    if (!s3_url_is_s3(url)) {
+        snprintf(err, errlen, "'%s' is not an s3:// URL (expected s3://bucket/key)", url ? url : "");
+        return -1;
+    }
+    const char *b = url + 5;
+    const char *slash = strchr(b, '/');
+    size_t blen = slash ? (size_t)(slash - b) : strlen(b);
+    if (blen == 0) {
+        snprintf(err, errlen, "'%s' has no bucket name (expected s3://bucket/key)", url);
+        return -1;
+    }
+    *bucket = strndup(b, blen);
+    *key = strdup(slash ? slash + 1 : "");
+    if (!*bucket || !*key) {
+        free(*bucket);
+        free(*key);
+        *bucket = *key = NULL;
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+int s3_endpoint_parse(const char *endpoint, s3_endpoint *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (!endpoint || !*endpoint) {
+        snprintf(err, errlen, "no endpoint");
+        return -1;
+    }
+    const char *rest = endpoint;
+    if (strncmp(endpoint, "http://", 7) == 0) {
+        strcpy(out->scheme, "http");
+        rest += 7;
+    } else if (strncmp(endpoint, "https://", 8) == 0) {
+        strcpy(out->scheme, "https");
+        rest += 8;
+    } else if (strstr(endpoint, "://")) {
+        snprintf(err, errlen, "endpoint '%s': only http:// and https:// are supported", endpoint);
+        return -1;
+    } else {
+        strcpy(out->scheme, "https");
+    }
+    const char *slash = strchr(rest, '/');
+    size_t hlen = slash ? (size_t)(slash - rest) : strlen(rest);
+    if (hlen == 0 || hlen >= sizeof out->host) {
+        snprintf(err, errlen, "endpoint '%s' has no valid host", endpoint);
+        return -1;
+    }
+    for (size_t i = 0; i < hlen; i++) {
+        unsigned char ch = (unsigned char)rest[i];
+        if (!(isalnum(ch) || ch == '.' || ch == '-' || ch == ':' || ch == '[' || ch == ']' || ch == '_')) {
+            snprintf(err, errlen, "endpoint '%s': invalid character '%c' in host", endpoint, ch);
+            return -1;
+        }
+    }
+    memcpy(out->host, rest, hlen);
+    if (slash) {
+        size_t plen = strlen(slash);
+        while (plen > 0 && slash[plen - 1] == '/')
+            plen--;
+        if (plen >= sizeof out->base_path) {
+            snprintf(err, errlen, "endpoint '%s': path too long", endpoint);
+            return -1;
+        }
+        memcpy(out->base_path, slash, plen);
+    }
+    return 0;
+}
+
+void s3_url_host_and_path(const s3_endpoint *ep, int path_style, const char *bucket,
+                          const char *key, sky_buf *host, sky_buf *path)
+{
+    int has_bucket = bucket && *bucket;
+    if (has_bucket && !path_style) {
+        sky_buf_append_str(host, bucket);
+        sky_buf_append_byte(host, '.');
+    }
+    sky_buf_append_str(host, ep->host);
+    sky_buf_append_str(path, ep->base_path);
+    sky_buf_append_byte(path, '/');
+    if (has_bucket && path_style) {
+        sigv4_uri_encode(path, bucket, strlen(bucket), 0);
+        if (key && *key)
+            sky_buf_append_byte(path, '/');
+    }
+    if (key && *key)
+        sigv4_uri_encode(path, key, strlen(key), 1);
+}
+
+int s3_bucket_name_valid(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n < 3 || n > 63)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (!(islower(ch) || isdigit(ch) || ch == '.' || ch == '-'))
+            return 0;
+    }
+    return isalnum((unsigned char)name[0]) && isalnum((unsigned char)name[n - 1]);
+}
