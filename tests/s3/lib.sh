@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib.sh: what the storage shell tests share (sourced, never run).
 #
 # Gives each test file a private scratch directory (also its HOME and TMPDIR,
@@ -37,8 +38,15 @@ trap cleanup_lib EXIT
 awss3() { "$AWS_CLI" --endpoint-url "$S3_ENDPOINT" "$@"; }
 awscp() { "$AWS_CLI" --endpoint-url "$S3_ENDPOINT" s3 cp --only-show-errors "$@"; }
 
-# skyrun's storage command with the endpoint given explicitly.
-sky_s3() { "$SKYRUN" s3 --endpoint "$S3_ENDPOINT" "$@"; }
+# skyrun's storage command, finding the server through AWS_ENDPOINT_URL.
+sky_s3() { AWS_ENDPOINT_URL=$S3_ENDPOINT "$SKYRUN" s3 "$@"; }
+
+# Runs a Lua script given on stdin with the built skyrun: sky_lua [args...] <<'EOF'
+sky_lua() {
+  local script="$WORK/script.$BASHPID.$RANDOM.lua"
+  cat >"$script"
+  "$SKYRUN" "$script" "$@"
+}
 
 # A bucket name unique to this run and call: bucket_name WHAT. The counter
 # lives in a file because callers use $(...), a subshell.
