@@ -43,6 +43,8 @@ static void node_free(sky_config_node *n)
         node_free(n->children[i]);
     free(n->children);
     free(n->key);
+    if (n->value)   /* a storage profile may hold a secret key */
+        explicit_bzero(n->value, strlen(n->value));
     free(n->value);
     free(n);
 }
