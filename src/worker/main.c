@@ -1,0 +1,224 @@
+/*
+ * skyrun-worker: runs the Lua functions a skyrun host sends it.
+ *
+ *   skyrun-worker --version   prints its version, protocol and Lua version
+ *   skyrun-worker             speaks frames on stdin/stdout (see wire.h)
+ *
+ * It says HELLO with the node's facts, takes SETUP, then answers each CALL
+ * with RESULT or ERROR, streaming what the call prints as OUTPUT. It exits
+ * by itself on BYE, at the end of its input, when the host has been silent
+ * longer than the heartbeat allows, or on a malformed frame (with a
+ * diagnostic on stderr). It links only Lua, lz4 and libc, so it can be
+ * copied to any Linux node of the same architecture.
+ *
+ * Throughput: input is read in large chunks, every complete frame in the
+ * buffer is handled, and the answers are written together once the buffer
+ * holds no more complete frames.
+ */
+#include "worker/worker.h"
+#include "skyrun_config.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define READ_CHUNK (64u * 1024u)
+/* How long a worker waits for its host to say anything before SETUP. */
+#define SETUP_WAIT_MS 60000
+
+enum step { STEP_GO_ON, STEP_BYE, STEP_BAD };
+
+static void diagnose(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void diagnose(const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "skyrun-worker[%ld]: %s\n", (long)getpid(), msg);
+}
+
+/* Leaves after sending everything already queued (output included). */
+static void finish(struct worker *w, int status)
+{
+    channel_take_output(&w->ch);
+    channel_flush(&w->ch);
+    wire_codec_free(w->codec);
+    lua_close(w->L);
+    sky_buf_free(&w->body);
+    exit(status);
+}
+
+static int send_hello(struct worker *w)
+{
+    wire_err err;
+    sky_buf facts = SKY_BUF_INIT;
+    sky_push_facts(w->L);
+    int rc = wire_encode(w->codec, w->L, -1, 1, WIRE_ROOTS_VALUES, &facts, NULL, &err);
+    lua_pop(w->L, 1);
+    if (rc == 0) {
+        sky_buf_reset(&w->body);
+        wire_hello_append(&w->body, facts.data, facts.len);
+        channel_send_after_output(&w->ch, WIRE_HELLO, w->body.data, w->body.len);
+        rc = channel_flush(&w->ch);
+    }
+    sky_buf_free(&facts);
+    return rc;
+}
+
+static enum step handle_frame(struct worker *w, const wire_frame *f)
+{
+    char why[300] = "";
+    int rc = 0;
+    switch (f->type) {
+    case WIRE_SETUP:
+        rc = worker_setup(w, f->body, f->len, why, sizeof why);
+        break;
+    case WIRE_DEFINE:
+        rc = worker_define(w, f->body, f->len, why, sizeof why);
+        break;
+    case WIRE_CALL:
+        rc = worker_call(w, f->body, f->len, why, sizeof why);
+        break;
+    case WIRE_PING:
+        break;
+    case WIRE_BYE:
+        return STEP_BYE;
+    default:
+        snprintf(why, sizeof why, "a host does not send %s frames", wire_type_name(f->type));
+        rc = -1;
+        break;
+    }
+    if (rc < 0) {
+        diagnose("bad %s frame from host: %s", wire_type_name(f->type), why);
+        return STEP_BAD;
+    }
+    return STEP_GO_ON;
+}
+
+/* Handles every complete frame at the front of `in`, drops them from it. */
+static enum step handle_buffered(struct worker *w, sky_buf *in, sky_buf *scratch, int *setup_seen)
+{
+    size_t off = 0;
+    enum step step = STEP_GO_ON;
+    while (step == STEP_GO_ON) {
+        wire_frame f;
+        size_t used;
+        wire_err err;
+        int rc = wire_frame_next(in->data + off, in->len - off, scratch, &f, &used, &err);
+        if (rc == WIRE_AGAIN)
+            break;
+        if (rc == WIRE_EBAD) {
+            diagnose("malformed frame from host at input byte offset %zu: %s", off, err.msg);
+            step = STEP_BAD;
+            break;
+        }
+        off += used;
+        if (f.type == WIRE_SETUP)
+            *setup_seen = 1;
+        step = handle_frame(w, &f);
+    }
+    sky_buf_consume(in, off);
+    return step;
+}
+
+static int wait_ms(const struct worker *w, int setup_seen)
+{
+    if (!setup_seen)
+        return SETUP_WAIT_MS;
+    if (w->place.heartbeat <= 0)
+        return -1;
+    double ms = w->place.heartbeat * 1000.0;
+    return ms > 2e9 ? 2000000000 : (int)ms;
+}
+
+static void serve(struct worker *w)
+{
+    sky_buf in = SKY_BUF_INIT, scratch = SKY_BUF_INIT;
+    int setup_seen = 0, status = WORKER_EXIT_OK;
+    for (;;) {
+        enum step step = handle_buffered(w, &in, &scratch, &setup_seen);
+        if (channel_flush(&w->ch) < 0) {
+            diagnose("the host closed its end of the channel");
+            status = WORKER_EXIT_PROTOCOL;
+            break;
+        }
+        if (step != STEP_GO_ON) {
+            status = step == STEP_BYE ? WORKER_EXIT_OK : WORKER_EXIT_PROTOCOL;
+            break;
+        }
+        struct pollfd p = { .fd = w->ch.in_fd, .events = POLLIN };
+        int timeout = wait_ms(w, setup_seen);
+        int rc = poll(&p, 1, timeout);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc == 0) {
+            diagnose("no word from the host for %.1f s; exiting", timeout / 1000.0);
+            status = WORKER_EXIT_HEARTBEAT;
+            break;
+        }
+        sky_buf_reserve(&in, READ_CHUNK);
+        ssize_t n = read(w->ch.in_fd, in.data + in.len, in.cap - in.len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (in.len > 0)
+                diagnose("input ended inside a frame (%zu bytes left over)", in.len);
+            break;
+        }
+        in.len += (size_t)n;
+    }
+    sky_buf_free(&in);
+    sky_buf_free(&scratch);
+    finish(w, status);
+}
+
+static void print_version(void)
+{
+    printf("skyrun-worker %s (protocol %u, %s)\n", SKYRUN_VERSION, WIRE_PROTOCOL_VERSION, LUA_RELEASE);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        print_version();
+        return 0;
+    }
+    if (argc != 1) {
+        fprintf(stderr, "usage: skyrun-worker [--version]\n"
+                        "  with no argument it speaks the skyrun protocol on stdin/stdout\n");
+        return WORKER_EXIT_USAGE;
+    }
+    static struct worker w;
+    char why[256];
+    if (channel_open(&w.ch, why, sizeof why) < 0) {
+        diagnose("%s", why);
+        return WORKER_EXIT_PROTOCOL;
+    }
+    w.place = (struct worker_place){ .node = 0, .nodes = 1, .worker = 0, .workers = 1 };
+    w.L = luaL_newstate();
+    if (!w.L) {
+        diagnose("cannot create a Lua state");
+        return WORKER_EXIT_PROTOCOL;
+    }
+    luaL_openlibs(w.L);
+    sky_module_open(w.L, &w.place);
+    w.codec = wire_codec_new(w.L, 0);
+    if (channel_start_drain(&w.ch) < 0) {
+        diagnose("cannot start the output thread");
+        return WORKER_EXIT_PROTOCOL;
+    }
+    if (send_hello(&w) < 0) {
+        diagnose("cannot say HELLO to the host");
+        finish(&w, WORKER_EXIT_PROTOCOL);
+    }
+    serve(&w);
+    return 0;
+}
