@@ -1,0 +1,452 @@
+/*
+ * s3_command: `skyrun s3 ls|cp|rm|mb|rb|presign` — the storage client from
+ * the shell, with s3://bucket/key URLs. Settings come from the same
+ * s3_settings_resolve() as scripts (flags → AWS_* environment → ~/.aws →
+ * skyrun.yaml profile). Exit status: 0 done, 1 the operation failed (the
+ * message on stderr), 2 usage error.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "s3/client.h"
+#include "s3/credentials.h"
+#include "s3/s3_url.h"
+#include "util/interrupt.h"
+#include "util/log.h"
+
+int sky_cli_s3(int argc, char **argv, int progress, const char *config_path, const char *profile);
+
+#define EXIT_USAGE 2
+
+static const char usage_text[] =
+    "usage: skyrun s3 COMMAND [options]\n"
+    "  ls [-r] s3://BUCKET[/PREFIX]        list keys (-r: every key below, not one level)\n"
+    "  cp [-r] SRC DST                     copy file -> s3://, s3:// -> file, s3:// -> s3://\n"
+    "                                      (-r: a folder or a whole prefix)\n"
+    "  rm [-r] s3://BUCKET/KEY             delete a key (-r: every key under the prefix)\n"
+    "  mb s3://BUCKET                      create a bucket\n"
+    "  rb s3://BUCKET                      delete an (empty) bucket\n"
+    "  presign s3://BUCKET/KEY [--expires SECONDS] [--method GET|PUT]\n"
+    "options:\n"
+    "  --endpoint URL   --region NAME   --preset aws|r2|gcs|wasabi|backblaze|minio|hyperstack\n"
+    "  --part-size MIB  --parallel N    --help\n"
+    "Settings not given come from AWS_* variables, ~/.aws and skyrun.yaml (--profile).\n";
+
+typedef struct s3_cli {
+    const char *command;
+    const char *args[2];
+    int nargs;
+    int recursive;
+    const char *endpoint, *region, *preset, *method;
+    long expires;
+    long part_size_mib;
+    long parallel;
+} s3_cli;
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "skyrun s3: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(skyrun s3 --help for usage)\n");
+    return EXIT_USAGE;
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Returns 0, 1 for --help (usage printed), or EXIT_USAGE. */
+static int parse_args(int argc, char **argv, s3_cli *cli)
+{
+    memset(cli, 0, sizeof *cli);
+    cli->expires = 3600;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(usage_text, stdout);
+            return 1;
+        } else if (strcmp(a, "-r") == 0 || strcmp(a, "--recursive") == 0) {
+            cli->recursive = 1;
+        } else if (strcmp(a, "--endpoint") == 0 || strcmp(a, "--region") == 0 ||
+                   strcmp(a, "--preset") == 0 || strcmp(a, "--method") == 0) {
+            if (!value)
+                return usage_error("%s needs a value", a);
+            if (a[2] == 'e')
+                cli->endpoint = value;
+            else if (a[2] == 'r')
+                cli->region = value;
+            else if (a[2] == 'p')
+                cli->preset = value;
+            else
+                cli->method = value;
+            i++;
+        } else if (strcmp(a, "--expires") == 0 || strcmp(a, "--part-size") == 0 ||
+                   strcmp(a, "--parallel") == 0) {
+            long v;
+            long hi = a[2] == 'e' ? 604800 : a[4] == 'r' ? 5120 : 64;
+            if (!value || parse_long(value, 1, hi, &v) != 0)
+                return usage_error("%s needs a whole number in range", a);
+            if (a[2] == 'e')
+                cli->expires = v;
+            else if (a[4] == 'r')
+                cli->part_size_mib = v;
+            else
+                cli->parallel = v;
+            i++;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return usage_error("unknown option '%s'", a);
+        } else if (!cli->command) {
+            cli->command = a;
+        } else if (cli->nargs < 2) {
+            cli->args[cli->nargs++] = a;
+        } else {
+            return usage_error("unexpected argument '%s'", a);
+        }
+    }
+    if (!cli->command) {
+        fputs(usage_text, stderr);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static s3_client *open_client(const s3_cli *cli, int progress, const char *config_path,
+                              const char *profile)
+{
+    s3_settings given, resolved;
+    char why[512];
+    s3_error err;
+    memset(&given, 0, sizeof given);
+    given.endpoint = (char *)cli->endpoint;
+    given.region = (char *)cli->region;
+    given.config_file = (char *)config_path;
+    if (s3_settings_resolve(&given, cli->preset, profile, &resolved, why, sizeof why) != 0) {
+        s3_settings_free(&resolved);
+        fprintf(stderr, "skyrun s3: %s\n", sky_redact(why));
+        return NULL;
+    }
+    s3_client_options opts = { (size_t)cli->part_size_mib << 20, (int)cli->parallel, 0, progress };
+    s3_client *c = s3_client_new(&resolved, &opts, &err);
+    s3_settings_free(&resolved);
+    if (!c)
+        fprintf(stderr, "%s\n", err.text);
+    return c;
+}
+
+/* 1, or 128+N when signal N interrupted the operation (it cleaned up first). */
+static int fail(const s3_error *err)
+{
+    fprintf(stderr, "%s\n", err->text);
+    int sig = sky_interrupt_pending();
+    return sig ? 128 + sig : 1;
+}
+
+/* ---- ls ---- */
+
+static int print_entry(void *ud, const s3_object_info *o)
+{
+    if (o->is_prefix) {
+        printf("%19s %12s  %s\n", "", "PRE", o->key);
+        return 0;
+    }
+    char when[32] = "";
+    time_t t = (time_t)o->mtime;
+    struct tm tm;
+    if (o->mtime && gmtime_r(&t, &tm))
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+    printf("%19s %12llu  %s\n", when, (unsigned long long)o->size, o->key);
+    return 0;
+}
+
+static int run_ls(s3_client *c, const s3_cli *cli)
+{
+    char *bucket, *key, why[256];
+    s3_error err;
+    if (cli->nargs != 1)
+        return usage_error("%s needs one s3://BUCKET[/PREFIX]", "ls");
+    if (s3_url_parse(cli->args[0], &bucket, &key, why, sizeof why) != 0)
+        return usage_error("%s", why);
+    int rc = s3_list(c, bucket, key, cli->recursive, print_entry, NULL, &err) == 0 ? 0 : fail(&err);
+    free(bucket);
+    free(key);
+    return rc;
+}
+
+/* ---- cp ---- */
+
+static const char *base_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+static int is_dir(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static int ends_with_slash(const char *s)
+{
+    size_t n = strlen(s);
+    return n == 0 || s[n - 1] == '/';
+}
+
+static int cp_upload(s3_client *c, const s3_cli *cli, const char *src, const char *bucket, const char *key)
+{
+    s3_error err;
+    sky_buf k = SKY_BUF_INIT;
+    int rc;
+    if (is_dir(src)) {
+        if (!cli->recursive)
+            return usage_error("%s is a folder: use cp -r", src);
+        size_t count = 0;
+        rc = s3_upload_path(c, bucket, key, src, NULL, &count, &err);
+        if (rc == 0)
+            printf("upload: %zu files from %s to s3://%s/%s\n", count, src, bucket, key);
+    } else {
+        sky_buf_append_str(&k, key);
+        if (ends_with_slash(key))
+            sky_buf_append_str(&k, base_of(src));
+        rc = s3_upload_file(c, bucket, sky_buf_cstr(&k), src, NULL, &err);
+        if (rc == 0)
+            printf("upload: %s to s3://%s/%s\n", src, bucket, sky_buf_cstr(&k));
+    }
+    sky_buf_free(&k);
+    return rc == 0 ? 0 : fail(&err);
+}
+
+static int cp_download(s3_client *c, const s3_cli *cli, const char *bucket, const char *key, const char *dst)
+{
+    s3_error err;
+    sky_buf path = SKY_BUF_INIT;
+    int rc;
+    if (cli->recursive || ends_with_slash(key)) {
+        size_t count = 0;
+        sky_buf_append_str(&path, key);
+        if (path.len && !ends_with_slash(key))
+            sky_buf_append_byte(&path, '/');   /* -r s3://b/dir means the prefix dir/ */
+        rc = s3_download_prefix(c, bucket, sky_buf_cstr(&path), dst, &count, &err);
+        if (rc == 0)
+            printf("download: %zu files from s3://%s/%s to %s\n", count, bucket, sky_buf_cstr(&path), dst);
+    } else {
+        sky_buf_append_str(&path, dst);
+        if (is_dir(dst) || ends_with_slash(dst)) {
+            if (!ends_with_slash(dst))
+                sky_buf_append_byte(&path, '/');
+            sky_buf_append_str(&path, base_of(key));
+        }
+        rc = s3_download_object(c, bucket, key, sky_buf_cstr(&path), &err);
+        if (rc == 0)
+            printf("download: s3://%s/%s to %s\n", bucket, key, sky_buf_cstr(&path));
+    }
+    sky_buf_free(&path);
+    return rc == 0 ? 0 : fail(&err);
+}
+
+typedef struct copy_all {
+    s3_client *c;
+    const char *src_bucket, *src_prefix, *dst_bucket, *dst_prefix;
+    size_t count;
+    s3_error err;
+    int failed;
+} copy_all;
+
+static int copy_one(void *ud, const s3_object_info *o)
+{
+    copy_all *ca = ud;
+    sky_buf dst = SKY_BUF_INIT;
+    sky_buf_printf(&dst, "%s%s", ca->dst_prefix, o->key + strlen(ca->src_prefix));
+    if (s3_copy_object(ca->c, ca->src_bucket, o->key, ca->dst_bucket, sky_buf_cstr(&dst), &ca->err) != 0)
+        ca->failed = 1;
+    else
+        ca->count++;
+    sky_buf_free(&dst);
+    return ca->failed;
+}
+
+static int cp_remote(s3_client *c, const s3_cli *cli, const char *sb, const char *sk,
+                     const char *db, const char *dk)
+{
+    s3_error err;
+    if (cli->recursive) {
+        copy_all ca = { c, sb, sk, db, dk, 0, { 0 }, 0 };
+        if (s3_list(c, sb, sk, 1, copy_one, &ca, &err) != 0)
+            return fail(&err);
+        if (ca.failed)
+            return fail(&ca.err);
+        printf("copy: %zu objects from s3://%s/%s to s3://%s/%s\n", ca.count, sb, sk, db, dk);
+        return 0;
+    }
+    sky_buf k = SKY_BUF_INIT;
+    sky_buf_append_str(&k, dk);
+    if (ends_with_slash(dk))
+        sky_buf_append_str(&k, base_of(sk));
+    int rc = s3_copy_object(c, sb, sk, db, sky_buf_cstr(&k), &err);
+    if (rc == 0)
+        printf("copy: s3://%s/%s to s3://%s/%s\n", sb, sk, db, sky_buf_cstr(&k));
+    sky_buf_free(&k);
+    return rc == 0 ? 0 : fail(&err);
+}
+
+static int run_cp(s3_client *c, const s3_cli *cli)
+{
+    char *sb = NULL, *sk = NULL, *db = NULL, *dk = NULL, why[256];
+    int rc = EXIT_USAGE;
+    if (cli->nargs != 2)
+        return usage_error("%s needs SRC and DST", "cp");
+    const char *src = cli->args[0], *dst = cli->args[1];
+    int src_s3 = s3_url_is_s3(src), dst_s3 = s3_url_is_s3(dst);
+    if (!src_s3 && !dst_s3)
+        return usage_error("%s: one of SRC and DST must be an s3:// URL", "cp");
+    if ((src_s3 && s3_url_parse(src, &sb, &sk, why, sizeof why) != 0) ||
+        (dst_s3 && s3_url_parse(dst, &db, &dk, why, sizeof why) != 0)) {
+        rc = usage_error("%s", why);
+        goto done;
+    }
+    if (src_s3 && !cli->recursive && !*sk) {
+        rc = usage_error("%s names no key (use cp -r for a whole bucket)", src);
+        goto done;
+    }
+    if (!src_s3)
+        rc = cp_upload(c, cli, src, db, dk);
+    else if (!dst_s3)
+        rc = cp_download(c, cli, sb, sk, dst);
+    else
+        rc = cp_remote(c, cli, sb, sk, db, dk);
+done:
+    free(sb);
+    free(sk);
+    free(db);
+    free(dk);
+    return rc;
+}
+
+/* ---- rm, mb, rb, presign ---- */
+
+static int with_url(const s3_cli *cli, const char *what, int need_key, char **bucket, char **key)
+{
+    char why[256];
+    if (cli->nargs != 1)
+        return usage_error("%s needs one s3:// URL", what);
+    if (s3_url_parse(cli->args[0], bucket, key, why, sizeof why) != 0)
+        return usage_error("%s", why);
+    if (need_key && !**key && !cli->recursive) {
+        free(*bucket);
+        free(*key);
+        return usage_error("%s needs s3://BUCKET/KEY", what);
+    }
+    return 0;
+}
+
+static int run_rm(s3_client *c, const s3_cli *cli)
+{
+    char *bucket, *key;
+    s3_error err;
+    int rc = with_url(cli, "rm", 1, &bucket, &key);
+    if (rc)
+        return rc;
+    if (cli->recursive) {
+        size_t deleted = 0;
+        rc = s3_delete_prefix(c, bucket, key, &deleted, &err);
+        if (rc == 0)
+            printf("delete: %zu objects under s3://%s/%s\n", deleted, bucket, key);
+    } else {
+        rc = s3_delete_object(c, bucket, key, &err);
+        if (rc == 0)
+            printf("delete: s3://%s/%s\n", bucket, key);
+    }
+    free(bucket);
+    free(key);
+    return rc == 0 ? 0 : fail(&err);
+}
+
+static int run_bucket(s3_client *c, const s3_cli *cli, int create)
+{
+    char *bucket, *key;
+    s3_error err;
+    int rc = with_url(cli, create ? "mb" : "rb", 0, &bucket, &key);
+    if (rc)
+        return rc;
+    if (*key) {
+        rc = usage_error("%s takes s3://BUCKET without a key", create ? "mb" : "rb");
+    } else {
+        rc = create ? s3_create_bucket(c, bucket, &err) : s3_delete_bucket(c, bucket, &err);
+        rc = rc == 0 ? 0 : fail(&err);
+        if (rc == 0)
+            printf("%s: s3://%s\n", create ? "make_bucket" : "remove_bucket", bucket);
+    }
+    free(bucket);
+    free(key);
+    return rc;
+}
+
+static int run_presign(s3_client *c, const s3_cli *cli)
+{
+    char *bucket, *key;
+    s3_error err;
+    sky_buf url = SKY_BUF_INIT;
+    int rc = with_url(cli, "presign", 1, &bucket, &key);
+    if (rc)
+        return rc;
+    rc = s3_presign(c, bucket, key, cli->method ? cli->method : "GET", (unsigned)cli->expires, &url, &err);
+    if (rc == 0)
+        printf("%s\n", sky_buf_cstr(&url));
+    sky_buf_free(&url);
+    free(bucket);
+    free(key);
+    return rc == 0 ? 0 : fail(&err);
+}
+
+int sky_cli_s3(int argc, char **argv, int progress, const char *config_path, const char *profile)
+{
+    s3_cli cli;
+    int rc = parse_args(argc, argv, &cli);
+    if (rc == 1)
+        return 0;
+    if (rc)
+        return rc;
+    static const char *const commands[] = { "ls", "cp", "rm", "mb", "rb", "presign", NULL };
+    int known = 0;
+    for (int i = 0; commands[i]; i++)
+        known |= strcmp(cli.command, commands[i]) == 0;
+    if (!known)
+        return usage_error("unknown command '%s' (ls, cp, rm, mb, rb, presign)", cli.command);
+    /* Ctrl-C stops a transfer cleanly (multipart aborted, temp file removed). */
+    sky_interrupt_install();
+    s3_client *c = open_client(&cli, progress, config_path, profile);
+    if (!c)
+        return 1;
+    if (strcmp(cli.command, "ls") == 0)
+        rc = run_ls(c, &cli);
+    else if (strcmp(cli.command, "cp") == 0)
+        rc = run_cp(c, &cli);
+    else if (strcmp(cli.command, "rm") == 0)
+        rc = run_rm(c, &cli);
+    else if (strcmp(cli.command, "mb") == 0)
+        rc = run_bucket(c, &cli, 1);
+    else if (strcmp(cli.command, "rb") == 0)
+        rc = run_bucket(c, &cli, 0);
+    else
+        rc = run_presign(c, &cli);
+    s3_client_free(c);
+    return rc;
+}

@@ -1,0 +1,355 @@
+/*
+ * transfer_download: objects and prefixes from S3 to disk. An object is
+ * fetched into "<dest>.skyrun-tmp-XXXXXX" next to the destination — one GET
+ * when it is small, parallel ranged GETs (each written with pwrite at its
+ * offset) when it is large — then its size and checksum are verified, the
+ * file is fsync'ed and renamed over the destination. Any failure, interrupt
+ * included, removes the temp file: the destination is complete or untouched.
+ *
+ * Checksums: a plain-MD5 ETag is compared with the MD5 of the data; a
+ * multipart ETag ("md5-of-md5s-N") is compared when the part boundaries are
+ * known (uploads by skyrun record them in x-amz-meta-skyrun-part-size), by
+ * fetching exactly those parts as the ranges. Every range must be If-Match
+ * the ETag seen first, so an object replaced mid-download is an error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "s3/multipart.h"
+#include "s3/request.h"
+
+typedef struct range_state {
+    unsigned char md5[16];
+    char range[64];
+} range_state;
+
+typedef struct download_job {
+    s3_client *c;
+    const char *bucket, *key;
+    int fd;
+    uint64_t size, range_size, nranges;
+    int ranged;            /* Range headers (1) or one plain GET (0) */
+    int md5_per_range;
+    char if_match[96];
+    range_state *ranges;
+    s3_progress progress;
+} download_job;
+
+static int range_prepare(void *ud, size_t i, s3_request *req, s3_error *err)
+{
+    download_job *j = ud;
+    range_state *rs = &j->ranges[i];
+    uint64_t off = (uint64_t)i * j->range_size;
+    uint64_t len = j->size - off < j->range_size ? j->size - off : j->range_size;
+    s3_request_init(req, "download", "GET", j->bucket, j->key);
+    if (j->ranged) {
+        snprintf(rs->range, sizeof rs->range, "bytes=%llu-%llu", (unsigned long long)off,
+                 (unsigned long long)(off + len - 1));
+        s3_request_add_header(req, "range", rs->range);
+    }
+    if (j->if_match[0])
+        s3_request_add_header(req, "if-match", j->if_match);
+    req->sink_fd = j->fd;
+    req->sink_offset = off;
+    req->sink_limit = len;
+    req->want_md5 = j->md5_per_range;
+    req->progress = &j->progress;
+    return 0;
+}
+
+static int range_finish(void *ud, size_t i, s3_request *req, s3_error *err)
+{
+    download_job *j = ud;
+    uint64_t off = (uint64_t)i * j->range_size;
+    uint64_t len = j->size - off < j->range_size ? j->size - off : j->range_size;
+    if (j->ranged && req->status != 206) {
+        s3_error_local(err, "download", j->bucket, j->key,
+                       "the server ignored the Range header (status %ld)", req->status);
+        return -1;
+    }
+    if (req->received != len) {
+        /* A short body with a clean end: a broken connection or proxy; try again. */
+        s3_error_local(err, "download", j->bucket, j->key, "received %llu of %llu bytes at offset %llu",
+                       (unsigned long long)req->received, (unsigned long long)len, (unsigned long long)off);
+        return 1;
+    }
+    memcpy(j->ranges[i].md5, req->md5, 16);
+    return 0;
+}
+
+/* MD5 of the finished file, for objects with a plain-MD5 ETag fetched in ranges. */
+static int file_md5(int fd, uint64_t size, unsigned char md5[16])
+{
+    enum { CHUNK = 256 * 1024 };
+    uint8_t *buf = malloc(CHUNK);
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    int rc = -1;
+    if (!buf || !m || !EVP_DigestInit_ex(m, EVP_md5(), NULL))
+        abort();
+    for (uint64_t off = 0; off < size;) {
+        ssize_t got = pread(fd, buf, CHUNK, (off_t)off);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            goto done;
+        EVP_DigestUpdate(m, buf, (size_t)got);
+        off += (uint64_t)got;
+    }
+    unsigned n;
+    EVP_DigestFinal_ex(m, md5, &n);
+    rc = 0;
+done:
+    EVP_MD_CTX_free(m);
+    free(buf);
+    return rc;
+}
+
+static int verify_checksum(download_job *j, const s3_response_headers *h, s3_error *err)
+{
+    char hex[33];
+    if (j->md5_per_range && j->nranges == 1 && s3_etag_is_md5(h)) {
+        s3_hex(j->ranges[0].md5, 16, hex);
+    } else if (j->md5_per_range) {
+        unsigned char (*md5s)[16] = malloc(j->nranges * sizeof *md5s);
+        if (!md5s)
+            abort();
+        for (uint64_t i = 0; i < j->nranges; i++)
+            memcpy(md5s[i], j->ranges[i].md5, 16);
+        char expect[64];
+        s3_multipart_etag((const unsigned char (*)[16])md5s, j->nranges, expect);
+        free(md5s);
+        if (strcasecmp(expect, h->etag) != 0) {
+            s3_error_local(err, "download", j->bucket, j->key,
+                           "the data received does not match the object's ETag %s (got %s)", h->etag, expect);
+            return -1;
+        }
+        return 0;
+    } else if (s3_etag_is_md5(h)) {
+        unsigned char md5[16];
+        if (file_md5(j->fd, j->size, md5) != 0) {
+            s3_error_local(err, "download", j->bucket, j->key, "cannot read back the download: %s", strerror(errno));
+            return -1;
+        }
+        s3_hex(md5, 16, hex);
+    } else {
+        return 0;   /* an ETag that is no checksum (SSE-KMS, unknown part sizes): size only */
+    }
+    if (strcasecmp(hex, h->etag) != 0) {
+        s3_error_local(err, "download", j->bucket, j->key,
+                       "the data received does not match the object's ETag %s (MD5 %s)", h->etag, hex);
+        return -1;
+    }
+    return 0;
+}
+
+/* Chooses one GET or ranges, and whether per-range MD5s can check the ETag. */
+static void plan_download(download_job *j, const s3_response_headers *h)
+{
+    uint64_t parts = 0, recorded = strtoull(h->meta_part_size, NULL, 10);
+    int multipart = s3_etag_multipart_parts(h->etag, &parts);
+    j->range_size = j->c->part_size;
+    if (multipart && recorded >= S3_MIN_PART_SIZE && s3_multipart_part_count(j->size, recorded) == parts) {
+        j->range_size = recorded;
+        j->md5_per_range = 1;
+    }
+    if (j->size <= j->range_size || j->size == 0) {
+        j->ranged = 0;
+        j->range_size = j->size ? j->size : 1;
+        /* Empty objects are checked by reading back the (empty) file. */
+        j->md5_per_range = j->size && (s3_etag_is_md5(h) || (multipart && parts == 1 && j->md5_per_range));
+    } else {
+        j->ranged = 1;
+    }
+    j->nranges = j->size ? s3_multipart_part_count(j->size, j->range_size) : 0;
+}
+
+static int head_for_download(s3_client *c, const char *bucket, const char *key,
+                             s3_response_headers *h, s3_error *err)
+{
+    s3_request r;
+    s3_request_init(&r, "download", "HEAD", bucket, key);
+    if (s3_request_perform(c, &r, err) != 0) {
+        if (err->status == 404)
+            s3_refine_not_found(c, "download", bucket, key, err);
+        return -1;
+    }
+    if (!r.hdr.has_content_length) {
+        s3_error_local(err, "download", bucket, key, "the server did not say the object's size");
+        return -1;
+    }
+    *h = r.hdr;
+    return 0;
+}
+
+static int sync_parent_dir(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        abort();
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(copy);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int s3_download_object(s3_client *c, const char *bucket, const char *key, const char *path,
+                       s3_error *err)
+{
+    download_job j = { .c = c, .bucket = bucket, .key = key, .fd = -1 };
+    s3_response_headers h;
+    sky_buf tmp = SKY_BUF_INIT;
+    int rc = -1, created = 0;
+    if (head_for_download(c, bucket, key, &h, err) != 0)
+        return -1;
+    j.size = h.content_length;
+    if (h.etag[0])
+        snprintf(j.if_match, sizeof j.if_match, "\"%s\"", h.etag);
+    plan_download(&j, &h);
+
+    sky_buf_printf(&tmp, "%s.skyrun-tmp-XXXXXX", path);
+    j.fd = mkostemp((char *)tmp.data, O_CLOEXEC);
+    if (j.fd < 0) {
+        s3_error_local(err, "download", bucket, key, "cannot create a temporary file next to %s: %s",
+                       path, strerror(errno));
+        goto done;
+    }
+    created = 1;
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(j.fd, 0666 & ~mask) != 0 || (j.size && ftruncate(j.fd, (off_t)j.size) != 0)) {
+        s3_error_local(err, "download", bucket, key, "cannot prepare %s: %s", sky_buf_cstr(&tmp), strerror(errno));
+        goto done;
+    }
+    j.ranges = calloc(j.nranges ? j.nranges : 1, sizeof *j.ranges);
+    if (!j.ranges)
+        abort();
+    s3_progress_begin(&j.progress, c->progress && j.size > 0, key, j.size);
+    s3_batch b = { c, j.nranges, 0, range_prepare, range_finish, &j, "download", bucket, key, 0, 0 };
+    int fetched = s3_batch_run(&b, err);
+    s3_progress_end(&j.progress);
+    if (fetched != 0 || verify_checksum(&j, &h, err) != 0)
+        goto done;
+    if (fsync(j.fd) != 0) {
+        s3_error_local(err, "download", bucket, key, "cannot write %s: %s", path, strerror(errno));
+        goto done;
+    }
+    close(j.fd);
+    j.fd = -1;
+    if (rename(sky_buf_cstr(&tmp), path) != 0) {
+        s3_error_local(err, "download", bucket, key, "cannot rename the download to %s: %s", path, strerror(errno));
+        goto done;
+    }
+    created = 0;   /* renamed: the temp name is the destination now */
+    sync_parent_dir(path);
+    rc = 0;
+done:
+    if (j.fd >= 0)
+        close(j.fd);
+    if (created)
+        unlink(sky_buf_cstr(&tmp));
+    free(j.ranges);
+    sky_buf_free(&tmp);
+    return rc;
+}
+
+/* ---- prefixes ---- */
+
+typedef struct prefix_job {
+    s3_client *c;
+    const char *bucket, *prefix, *dir;
+    size_t count;
+    int failed;
+    s3_error *err;
+} prefix_job;
+
+/* A key's path below the prefix, refused when it could escape the folder. */
+static int relative_path_safe(const char *rel)
+{
+    if (!*rel || rel[0] == '/')
+        return 0;
+    for (const char *p = rel; *p;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+        if ((n == 2 && p[0] == '.' && p[1] == '.') || (n == 1 && p[0] == '.') || n == 0)
+            return 0;
+        p += n + (slash ? 1 : 0);
+    }
+    return 1;
+}
+
+/* mkdir -p for the folders above path. */
+static int make_parents(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        abort();
+    int rc = 0;
+    for (char *p = copy + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(copy, 0777) != 0 && errno != EEXIST) {
+            rc = -1;
+            break;
+        }
+        *p = '/';
+    }
+    free(copy);
+    return rc;
+}
+
+static int download_one_key(void *ud, const s3_object_info *o)
+{
+    prefix_job *pj = ud;
+    const char *rel = o->key + strlen(pj->prefix);
+    size_t klen = strlen(o->key);
+    if (klen && o->key[klen - 1] == '/')
+        return 0;   /* a "folder" marker object: the folders come from the paths */
+    if (!relative_path_safe(rel)) {
+        s3_error_local(pj->err, "download", pj->bucket, o->key,
+                       "refusing a key that would land outside %s", pj->dir);
+        pj->failed = 1;
+        return 1;
+    }
+    sky_buf dest = SKY_BUF_INIT;
+    sky_buf_printf(&dest, "%s/%s", pj->dir, rel);
+    if (make_parents(sky_buf_cstr(&dest)) != 0) {
+        s3_error_local(pj->err, "download", pj->bucket, o->key, "cannot create the folders of %s: %s",
+                       sky_buf_cstr(&dest), strerror(errno));
+        pj->failed = 1;
+    } else if (s3_download_object(pj->c, pj->bucket, o->key, sky_buf_cstr(&dest), pj->err) != 0) {
+        pj->failed = 1;
+    } else {
+        pj->count++;
+    }
+    sky_buf_free(&dest);
+    return pj->failed;
+}
+
+int s3_download_prefix(s3_client *c, const char *bucket, const char *prefix, const char *dir,
+                       size_t *count, s3_error *err)
+{
+    prefix_job pj = { c, bucket, prefix ? prefix : "", dir, 0, 0, err };
+    int rc = -1;
+    if (count)
+        *count = 0;
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        s3_error_local(err, "download", bucket, prefix, "cannot create %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (s3_list(c, bucket, pj.prefix, 1, download_one_key, &pj, err) == 0 && !pj.failed)
+        rc = 0;
+    if (count)
+        *count = pj.count;
+    return rc;
+}

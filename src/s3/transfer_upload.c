@@ -1,0 +1,363 @@
+/*
+ * transfer_upload: files and directories to S3. A file up to the part size
+ * is one PUT (Content-MD5 and signed SHA-256, both computed in a first pass
+ * over the file); a larger one is a multipart upload whose parts stream from
+ * the file with pread, at most `parallel` in flight, each with its own
+ * Content-MD5. Memory is a small read buffer, whatever the file size. Any
+ * failure or interrupt aborts the multipart upload, so no object appears.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "s3/multipart.h"
+#include "s3/request.h"
+
+#define HASH_CHUNK (256 * 1024)
+#define MAX_DIR_DEPTH 64
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* MD5 (and SHA-256 when sha_hex is not NULL) of a file range, read in
+ * chunks. Returns 0, or -1 with a reason in why. */
+static int hash_range(int fd, uint64_t offset, uint64_t len, uint8_t *chunk,
+                      unsigned char md5[16], char *sha_hex, char *why, size_t whylen)
+{
+    int rc = -1;
+    EVP_MD_CTX *m = EVP_MD_CTX_new(), *s = sha_hex ? EVP_MD_CTX_new() : NULL;
+    if (!m || !EVP_DigestInit_ex(m, EVP_md5(), NULL) ||
+        (sha_hex && (!s || !EVP_DigestInit_ex(s, EVP_sha256(), NULL))))
+        abort();
+    uint64_t done = 0;
+    while (done < len) {
+        size_t want = len - done < HASH_CHUNK ? (size_t)(len - done) : HASH_CHUNK;
+        ssize_t got = pread(fd, chunk, want, (off_t)(offset + done));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            snprintf(why, whylen, "%s", got < 0 ? strerror(errno) : "the file became shorter while it was read");
+            goto done;
+        }
+        EVP_DigestUpdate(m, chunk, (size_t)got);
+        if (s)
+            EVP_DigestUpdate(s, chunk, (size_t)got);
+        done += (uint64_t)got;
+    }
+    unsigned n = 0;
+    EVP_DigestFinal_ex(m, md5, &n);
+    if (s) {
+        unsigned char sha[32];
+        EVP_DigestFinal_ex(s, sha, &n);
+        s3_hex(sha, 32, sha_hex);
+    }
+    rc = 0;
+done:
+    EVP_MD_CTX_free(m);
+    EVP_MD_CTX_free(s);
+    return rc;
+}
+
+/* ---- one PUT ---- */
+
+static int upload_single(s3_client *c, const char *bucket, const char *key, const char *path,
+                         int fd, uint64_t size, const char *content_type, s3_error *err)
+{
+    unsigned char md5[16];
+    char sha_hex[65], md5_b64[25], md5_hex[33], why[256];
+    uint8_t *chunk = malloc(HASH_CHUNK);
+    s3_progress progress;
+    s3_request r;
+    int rc = -1;
+    if (!chunk)
+        abort();
+    if (hash_range(fd, 0, size, chunk, md5, sha_hex, why, sizeof why) != 0) {
+        s3_error_local(err, "upload", bucket, key, "cannot read %s: %s", path, why);
+        goto done;
+    }
+    s3_base64(md5, 16, md5_b64, sizeof md5_b64);
+    s3_hex(md5, 16, md5_hex);
+    s3_request_init(&r, "upload", "PUT", bucket, key);
+    r.body_fd = fd;
+    r.body_offset = 0;
+    r.body_len = size;
+    r.payload_hash = sha_hex;
+    s3_request_add_header(&r, "content-md5", md5_b64);
+    if (content_type)
+        s3_request_add_header(&r, "content-type", content_type);
+    s3_progress_begin(&progress, c->progress && size > 0, base_name(path), size);
+    r.progress = &progress;
+    int sent = s3_request_perform(c, &r, err);
+    s3_progress_end(&progress);
+    if (sent != 0)
+        goto done;
+    if (s3_etag_is_md5(&r.hdr) && strcasecmp(r.hdr.etag, md5_hex) != 0) {
+        s3_error_local(err, "upload", bucket, key,
+                       "the stored object's ETag %s is not the MD5 %s of %s", r.hdr.etag, md5_hex, path);
+        goto done;
+    }
+    rc = 0;
+done:
+    free(chunk);
+    return rc;
+}
+
+/* ---- multipart ---- */
+
+typedef struct part_state {
+    unsigned char md5[16];
+    char md5_b64[25];
+    char number[12];
+    char etag[80];
+} part_state;
+
+typedef struct upload_job {
+    s3_client *c;
+    const char *bucket, *key, *path;
+    int fd;
+    uint64_t size, part_size, nparts;
+    char upload_id[1024];
+    part_state *parts;
+    char (*etags)[80];
+    uint8_t *chunk;        /* one hashing buffer: prepare runs on one thread */
+    s3_progress progress;
+} upload_job;
+
+static int part_prepare(void *ud, size_t i, s3_request *req, s3_error *err)
+{
+    upload_job *j = ud;
+    part_state *p = &j->parts[i];
+    uint64_t off = (uint64_t)i * j->part_size;
+    uint64_t len = j->size - off < j->part_size ? j->size - off : j->part_size;
+    char why[256];
+    if (hash_range(j->fd, off, len, j->chunk, p->md5, NULL, why, sizeof why) != 0) {
+        s3_error_local(err, "upload", j->bucket, j->key, "cannot read %s: %s", j->path, why);
+        return -1;
+    }
+    s3_base64(p->md5, 16, p->md5_b64, sizeof p->md5_b64);
+    snprintf(p->number, sizeof p->number, "%zu", i + 1);
+    s3_request_init(req, "upload", "PUT", j->bucket, j->key);
+    s3_request_add_query(req, "partNumber", p->number);
+    s3_request_add_query(req, "uploadId", j->upload_id);
+    s3_request_add_header(req, "content-md5", p->md5_b64);
+    /* The part's integrity is the Content-MD5 the server checks; hashing it
+     * a second time with SHA-256 would only cost CPU. */
+    req->payload_hash = "UNSIGNED-PAYLOAD";
+    req->body_fd = j->fd;
+    req->body_offset = off;
+    req->body_len = len;
+    req->progress = &j->progress;
+    return 0;
+}
+
+static int part_finish(void *ud, size_t i, s3_request *req, s3_error *err)
+{
+    upload_job *j = ud;
+    part_state *p = &j->parts[i];
+    char hex[33];
+    s3_hex(p->md5, 16, hex);
+    if (!req->hdr.etag[0]) {
+        s3_error_local(err, "upload", j->bucket, j->key, "part %zu: the server returned no ETag", i + 1);
+        return -1;
+    }
+    if (s3_etag_is_md5(&req->hdr) && strcasecmp(req->hdr.etag, hex) != 0) {
+        s3_error_local(err, "upload", j->bucket, j->key,
+                       "part %zu: the server stored a different MD5 (%s, sent %s)", i + 1, req->hdr.etag, hex);
+        return 1;
+    }
+    snprintf(j->etags[i], sizeof j->etags[i], "%s", req->hdr.etag);
+    return 0;
+}
+
+/* The object's ETag must be the md5-of-md5s of what was sent, when the
+ * server uses that form (S3 does; some compatible services do not). */
+static int verify_multipart_etag(upload_job *j, const char *etag, s3_error *err)
+{
+    uint64_t n;
+    if (!s3_etag_multipart_parts(etag, &n))
+        return 0;
+    unsigned char (*md5s)[16] = malloc(j->nparts * sizeof *md5s);
+    if (!md5s)
+        abort();
+    for (uint64_t i = 0; i < j->nparts; i++)
+        memcpy(md5s[i], j->parts[i].md5, 16);
+    char expect[64];
+    s3_multipart_etag((const unsigned char (*)[16])md5s, j->nparts, expect);
+    free(md5s);
+    if (strcasecmp(expect, etag) == 0)
+        return 0;
+    s3_error_local(err, "upload", j->bucket, j->key,
+                   "the assembled object's ETag %s does not match the parts sent (%s)", etag, expect);
+    return -1;
+}
+
+static int upload_multipart(s3_client *c, const char *bucket, const char *key, const char *path,
+                            int fd, uint64_t size, const char *content_type, s3_error *err)
+{
+    upload_job j = { c, bucket, key, path, fd, size, 0, 0, "", NULL, NULL, NULL, { 0 } };
+    int rc = -1, started = 0;
+    j.part_size = s3_multipart_part_size(size, c->part_size);
+    j.nparts = s3_multipart_part_count(size, j.part_size);
+    j.parts = calloc(j.nparts, sizeof *j.parts);
+    j.etags = calloc(j.nparts, sizeof *j.etags);
+    j.chunk = malloc(HASH_CHUNK);
+    if (!j.parts || !j.etags || !j.chunk)
+        abort();
+    if (s3_multipart_initiate(c, bucket, key, content_type, j.part_size, j.upload_id,
+                              sizeof j.upload_id, err) != 0)
+        goto done;
+    started = 1;
+    s3_progress_begin(&j.progress, c->progress, base_name(path), size);
+    s3_batch b = { c, j.nparts, 0, part_prepare, part_finish, &j, "upload", bucket, key, 0, 0 };
+    int sent = s3_batch_run(&b, err);
+    s3_progress_end(&j.progress);
+    if (sent != 0)
+        goto done;
+    char etag[80];
+    if (s3_multipart_complete(c, bucket, key, j.upload_id, j.etags, j.nparts, etag, err) != 0)
+        goto done;
+    started = 0;   /* completed: nothing left to abort */
+    if (verify_multipart_etag(&j, etag, err) != 0) {
+        s3_error cleanup;
+        s3_delete_object(c, bucket, key, &cleanup);   /* never leave a corrupt object */
+        goto done;
+    }
+    rc = 0;
+done:
+    if (started)
+        s3_multipart_abort(c, bucket, key, j.upload_id);
+    free(j.parts);
+    free(j.etags);
+    free(j.chunk);
+    return rc;
+}
+
+int s3_upload_file(s3_client *c, const char *bucket, const char *key, const char *path,
+                   const char *content_type, s3_error *err)
+{
+    struct stat sb;
+    int rc = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        s3_error_local(err, "upload", bucket, key, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        s3_error_local(err, "upload", bucket, key, "%s is not a regular file", path);
+        goto done;
+    }
+    if (!key || !*key || key[strlen(key) - 1] == '/') {
+        s3_error_local(err, "upload", bucket, key ? key : "", "a file needs a key that does not end in '/' (%s)", path);
+        goto done;
+    }
+    uint64_t size = (uint64_t)sb.st_size;
+    if (size <= c->part_size)
+        rc = upload_single(c, bucket, key, path, fd, size, content_type, err);
+    else
+        rc = upload_multipart(c, bucket, key, path, fd, size, content_type, err);
+done:
+    close(fd);
+    return rc;
+}
+
+/* ---- directories ---- */
+
+typedef struct dir_walk {
+    s3_client *c;
+    const char *bucket;
+    const char *content_type;
+    size_t count;
+    s3_error *err;
+} dir_walk;
+
+static int walk_dir(dir_walk *w, const char *dir, sky_buf *key, int depth)
+{
+    int rc = -1;
+    if (depth > MAX_DIR_DEPTH) {
+        s3_error_local(w->err, "upload", w->bucket, sky_buf_cstr(key), "%s: directories nested too deep", dir);
+        return -1;
+    }
+    DIR *d = opendir(dir);
+    if (!d) {
+        s3_error_local(w->err, "upload", w->bucket, sky_buf_cstr(key), "cannot open %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    size_t key_len = key->len;
+    sky_buf child = SKY_BUF_INIT;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        sky_buf_reset(&child);
+        sky_buf_printf(&child, "%s/%s", dir, e->d_name);
+        key->len = key_len;
+        sky_buf_append_str(key, e->d_name);
+        struct stat lsb, sb;
+        if (lstat(sky_buf_cstr(&child), &lsb) != 0 || stat(sky_buf_cstr(&child), &sb) != 0)
+            continue;   /* vanished, or a dangling link: nothing to upload */
+        if (S_ISDIR(sb.st_mode)) {
+            if (S_ISLNK(lsb.st_mode))
+                continue;   /* links to directories are not followed: no loops */
+            sky_buf_append_byte(key, '/');
+            if (walk_dir(w, sky_buf_cstr(&child), key, depth + 1) != 0)
+                goto done;
+        } else if (S_ISREG(sb.st_mode)) {
+            if (s3_upload_file(w->c, w->bucket, sky_buf_cstr(key), sky_buf_cstr(&child),
+                               w->content_type, w->err) != 0)
+                goto done;
+            w->count++;
+        }
+    }
+    rc = 0;
+done:
+    key->len = key_len;
+    sky_buf_free(&child);
+    closedir(d);
+    return rc;
+}
+
+int s3_upload_path(s3_client *c, const char *bucket, const char *key, const char *path,
+                   const char *content_type, size_t *count, s3_error *err)
+{
+    struct stat sb;
+    if (count)
+        *count = 0;
+    if (stat(path, &sb) != 0) {
+        s3_error_local(err, "upload", bucket, key ? key : "", "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        if (s3_upload_file(c, bucket, key, path, content_type, err) != 0)
+            return -1;
+        if (count)
+            *count = 1;
+        return 0;
+    }
+    dir_walk w = { c, bucket, content_type, 0, err };
+    sky_buf prefix = SKY_BUF_INIT;
+    sky_buf_append_str(&prefix, key ? key : "");
+    if (prefix.len && prefix.data[prefix.len - 1] != '/')
+        sky_buf_append_byte(&prefix, '/');
+    size_t plen = strlen(path);
+    while (plen > 1 && path[plen - 1] == '/')
+        plen--;
+    char *dir = strndup(path, plen);
+    if (!dir)
+        abort();
+    int rc = walk_dir(&w, dir, &prefix, 0);
+    free(dir);
+    sky_buf_free(&prefix);
+    if (count)
+        *count = w.count;
+    return rc;
+}
