@@ -17,7 +17,7 @@ local pool <close> = sky.compute {
 }
 
 print("square(7) =", square(7) >> pool)
-local a, b, c = (square(2) & square(3) & square(4)) >> pool
+local a, b, c = pool:run(square(2) & square(3) & square(4))
 print("in parallel:", a, b, c)
 print("map:", table.concat(pool:map(square, { 1, 2, 3, 4, 5 }), " "))
 

@@ -6,10 +6,14 @@
 --   local square = sky.fn(function(x) return x * x end)
 --   local pool <close> = sky.compute { provider = sky.providers.localhost { nodes = 2 } }
 --   print(square(3) >> pool)                      --> 9
---   local a, b = (square(3) & square(4)) >> pool   --> 9, 16
+--   local r = (square(3) & square(4)) >> pool      --> { 9, 16 }
+--   local a, b = pool:run(square(3) & square(4))   --> 9, 16
 local core = ...
 
 local sky = { version = core.version }
+
+--- sky.now() -> seconds on a monotonic clock (for timing, not dates).
+sky.now = core.now
 
 local pack, unpack = table.pack, table.unpack
 
@@ -120,14 +124,17 @@ local function await(pool, id)
   return unpack(r, 2, r.n)
 end
 
--- `call >> pool` runs the call on one worker and returns its results.
+-- `call >> pool` runs the call on one worker and returns its result. Lua
+-- keeps one value of any operator, so `>>` gives the first result; use
+-- pool:run(call) for all of them.
 Call.__shr = function(call, pool)
   check_pool(pool, ">>")
-  return await(pool, submit(pool, call))
+  return (await(pool, submit(pool, call)))
 end
 
 -- `a & b & c` groups calls; `group >> pool` runs them in parallel and
--- returns their (first) results in order.
+-- returns the list of their first results, in order (pool:run(group)
+-- returns them as separate values).
 local function as_list(x)
   if getmetatable(x) == Group then return x.calls end
   if getmetatable(x) == Call then return { x } end
@@ -144,8 +151,7 @@ Call.__band, Group.__band = group, group
 
 Group.__shr = function(g, pool)
   check_pool(pool, ">>")
-  local results = pool:gather(g.calls)
-  return unpack(results, 1, #g.calls)
+  return pool:gather(g.calls)
 end
 
 ---------------------------------------------------------------------------
@@ -154,8 +160,15 @@ end
 
 local Pool = core.pool_methods
 
---- pool:run(call) -> results of the call (same as call >> pool).
-function Pool:run(call) return await(self, submit(self, call)) end
+--- pool:run(call) -> every result of the call;
+--- pool:run(a & b & c) -> the first result of each, as separate values.
+function Pool:run(call)
+  if getmetatable(call) == Group then
+    local results = self:gather(call.calls)
+    return unpack(results, 1, #call.calls)
+  end
+  return await(self, submit(self, call))
+end
 
 --- pool:gather(calls) -> list of each call's first result, in order.
 function Pool:gather(calls)

@@ -34,11 +34,10 @@ static const char usage_text[] =
     "\n"
     "A script that raises exits with status 1; a usage error with 2.\n";
 
-static int usage_error(const char *fmt, const char *what)
+static int usage_error(const char *what, const char *arg)
 {
-    fprintf(stderr, "skyrun: ");
-    fprintf(stderr, fmt, what);
-    fprintf(stderr, "\nTry 'skyrun --help'.\n");
+    fprintf(stderr, "skyrun: %s%s%s%s\nTry 'skyrun --help'.\n", what,
+            arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
     return 2;
 }
 
@@ -70,7 +69,7 @@ int main(int argc, char **argv)
             opts.progress = 0;
         } else if (strcmp(a, "--config") == 0 || strcmp(a, "--profile") == 0 || strcmp(a, "-e") == 0) {
             if (i + 1 >= argc)
-                return usage_error("option '%s' needs a value", a);
+                return usage_error("missing value for option", a);
             const char *v = argv[++i];
             if (a[1] == 'e')
                 code = v;
@@ -79,14 +78,14 @@ int main(int argc, char **argv)
             else
                 opts.profile = v;
         } else {
-            return usage_error("unknown option '%s'", a);
+            return usage_error("unknown option", a);
         }
     }
 
     if (!code && i < argc && strcmp(argv[i], "s3") == 0)
         return sky_cli_s3(argc - i, argv + i, opts.progress, opts.config, opts.profile);
     if (!code && i >= argc)
-        return usage_error("%s", "no script given");
+        return usage_error("no script given", NULL);
 
     sky_host *h = sky_host_new(&opts);
     if (!h) {

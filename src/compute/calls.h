@@ -20,6 +20,7 @@ typedef struct sky_call {
     int worker;               /* index into pool->workers while in flight, else -1 */
     double started;           /* when it was written to its worker */
     int abandoned;            /* the waiter gave up (interrupt): drop the outcome */
+    uint64_t done_seq;        /* completion order (0 while pending) */
     sky_call_outcome outcome;
     uint8_t *results;         /* owned copies behind outcome's pointers */
     char *message, *traceback;

@@ -75,6 +75,7 @@ struct sky_pool {
     sky_call_queue queue;       /* unpinned calls not yet dispatched */
     sky_call_queue *pinned;     /* per node */
     uint64_t next_id;
+    uint64_t done_counter;      /* completion order, for stream() */
     double avg_call;            /* moving average of call service time (s) */
     int rr;                     /* round-robin start for dispatch */
     sky_buf frame;              /* scratch for building frame bodies */
@@ -255,8 +256,8 @@ static void describe_exit(worker *w, char *out, size_t outlen)
 
 static void finish_call(sky_pool *p, sky_call *c)
 {
-    (void)p;
     c->worker = -1;
+    c->done_seq = ++p->done_counter;
     if (c->abandoned) {
         sky_call_free(sky_call_table_remove(&p->calls, c->id));
         return;
@@ -1045,11 +1046,19 @@ const sky_call_outcome *sky_pool_wait(sky_pool *p, uint64_t id)
 int sky_pool_wait_any(sky_pool *p, const uint64_t *ids, size_t n)
 {
     for (;;) {
+        int first = -1;
+        uint64_t first_seq = UINT64_MAX;
         for (size_t i = 0; i < n; i++) {
             sky_call *c = sky_call_table_get(&p->calls, ids[i]);
-            if (!c || c->outcome.status != SKY_CALL_PENDING)
+            if (!c)
                 return (int)i;
+            if (c->outcome.status != SKY_CALL_PENDING && c->done_seq < first_seq) {
+                first = (int)i;
+                first_seq = c->done_seq;
+            }
         }
+        if (first >= 0)
+            return first;
         if (sky_interrupt_pending())
             return -1;
         pump(p, 1);

@@ -88,7 +88,8 @@ uint64_t sky_pool_submit(sky_pool *p, const uint8_t *values, size_t len,
 const sky_call_outcome *sky_pool_wait(sky_pool *p, uint64_t id);
 
 /* Runs the event loop until one of ids[0..n) completes; returns its index,
- * or -1 when interrupted. Calls that already completed count at once. */
+ * or -1 when interrupted. Of calls that already completed, the one that
+ * completed first is returned. */
 int sky_pool_wait_any(sky_pool *p, const uint64_t *ids, size_t n);
 
 /* Does one non-blocking turn of the event loop; returns the outcome of id

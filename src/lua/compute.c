@@ -11,6 +11,7 @@
  */
 #include <lauxlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "compute/pool.h"
 #include "lua/bindings.h"
@@ -52,7 +53,7 @@ static wire_codec *state_codec(lua_State *L)
     lua_pushcfunction(L, codec_gc);
     lua_setfield(L, -2, "__gc");
     lua_setmetatable(L, -2);
-    c->codec = wire_codec_new(L, 0);
+    c->codec = wire_codec_new(L, WIRE_CODEC_KEEP_DEBUG);  /* line numbers in remote tracebacks */
     if (!c->codec)
         luaL_error(L, "sky: cannot create the value codec");
     lua_setfield(L, LUA_REGISTRYINDEX, CODEC_KEY);
@@ -337,6 +338,15 @@ static const luaL_Reg pool_meta[] = {
     { NULL, NULL },
 };
 
+/* core.now() -> monotonic seconds (float), for timing pipelines. */
+static int monotonic_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
 void sky_lua_open_compute(lua_State *L)
 {
     luaL_newmetatable(L, POOL_TYPE);
@@ -348,4 +358,6 @@ void sky_lua_open_compute(lua_State *L)
     lua_pop(L, 1);
     lua_pushcfunction(L, pool_new);
     lua_setfield(L, -2, "pool_new");
+    lua_pushcfunction(L, monotonic_now);
+    lua_setfield(L, -2, "now");
 }
