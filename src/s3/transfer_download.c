@@ -217,7 +217,7 @@ int s3_download_object(s3_client *c, const char *bucket, const char *key, const 
     plan_download(&j, &h);
 
     sky_buf_printf(&tmp, "%s.skyrun-tmp-XXXXXX", path);
-    j.fd = mkostemp((char *)tmp.data, O_CLOEXEC);
+    j.fd = mkostemp((char *)sky_buf_cstr(&tmp), O_CLOEXEC);
     if (j.fd < 0) {
         s3_error_local(err, "download", bucket, key, "cannot create a temporary file next to %s: %s",
                        path, strerror(errno));
