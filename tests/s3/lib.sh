@@ -116,10 +116,31 @@ stop_proxy() {
 # Counts the proxy's requests with a given fate (pass, error, cut-request, cut-response).
 proxy_count() { awk -v f="$1" '$4 == f' "$PROXY_LOG" | wc -l; }
 
-# Multipart uploads still open in a bucket, as the server reports them.
-pending_uploads() {
-  awss3 s3api list-multipart-uploads --bucket "$1" --query 'length(Uploads || `[]`)' --output text
+# Multipart uploads still open in a bucket, read from s3rver's own store:
+# s3rver 3.7 answers ListMultipartUploads with NotImplemented, so
+# `aws s3api list-multipart-uploads` cannot be asked. An upload lives in
+# <data>/<bucket>/._S3rver_uploads/<uploadId>/ until it is completed.
+server_pending_uploads() {
+  local dir="$S3RVER_DATA/fs/$1/._S3rver_uploads"
+  if [ -d "$dir" ]; then find "$dir" -mindepth 1 -maxdepth 1 -type d | wc -l; else echo 0; fi
 }
+
+# Fails unless every multipart upload the client used through the proxy
+# (every uploadId in the proxy log) was completed (POST ?uploadId=) or
+# aborted (DELETE ?uploadId=) by the client. s3rver 3.7 refuses
+# AbortMultipartUpload (405), so an abort can only be seen on the wire.
+expect_uploads_closed_by_client() {
+  local id ids=0
+  for id in $(grep -o 'uploadId=[0-9a-zA-Z._-]*' "$PROXY_LOG" | sort -u | cut -d= -f2); do
+    ids=$((ids + 1))
+    grep -Eq "^[0-9]+ (POST|DELETE) [^ ]*[?&]uploadId=$id( |&)" "$PROXY_LOG" ||
+      fail "multipart upload $id was neither completed nor aborted by the client"
+  done
+  [ "$ids" -ge 1 ] || fail "no multipart upload went through the proxy"
+}
+
+# Number of UploadPart requests the proxy saw.
+proxy_parts() { grep -c 'partNumber=' "$PROXY_LOG" || true; }
 
 # Runs one test function in a subshell with errexit on: test NAME FUNCTION.
 test_case() {

@@ -14,12 +14,15 @@
  *
  * Usage: faultproxy --upstream HOST:PORT [--error-rate PCT] [--status 500,503]
  *          [--cut-request-rate PCT] [--cut-response-rate PCT] [--match TEXT]
- *          [--delay-ms N] [--seed N] [--log FILE] [--max-seconds N]
- *          [--idle-timeout S]
+ *          [--cut-in head|body] [--delay-ms N] [--seed N] [--log FILE]
+ *          [--max-seconds N] [--idle-timeout S]
  * It listens on 127.0.0.1 on a kernel-chosen port and prints that port on
  * stdout, one line. --match limits faults to requests whose request line
- * contains TEXT (e.g. "partNumber=" for multipart parts only). --log writes
- * one line per request: "SEQ METHOD TARGET FATE".
+ * contains TEXT (e.g. "partNumber=" for multipart parts only). A request is
+ * cut half way through its body (--cut-in body, the default) or through its
+ * head (--cut-in head: the server never sees a whole request, which matters
+ * for servers that keep the truncated body of an aborted PUT, as s3rver
+ * does). --log writes one line per request: "SEQ METHOD TARGET FATE".
  *
  * Bounded by construction: every socket has a send/receive timeout, the
  * process ends after --max-seconds (SIGALRM), on SIGTERM, and when its
@@ -59,6 +62,7 @@ static struct {
     int statuses[MAX_STATUSES];
     int nstatuses;
     const char *match;
+    int cut_in_head;
     int delay_ms;
     uint64_t seed;
     int max_seconds;
@@ -456,7 +460,7 @@ static void cut_request(reader *client, reader *up, message *req)
     if (upstream_ready(up) != 0)
         return;
     uint64_t body = req->has_length ? req->content_length : 0;
-    if (body == 0) {
+    if (body == 0 || opt.cut_in_head) {
         write_all(up->fd, req->head, req->head_len / 2);
         return;
     }
@@ -635,6 +639,10 @@ static void parse_args(int argc, char **argv)
             parse_statuses(v);
         } else if (!strcmp(a, "--match")) {
             opt.match = v;
+        } else if (!strcmp(a, "--cut-in")) {
+            if (strcmp(v, "head") != 0 && strcmp(v, "body") != 0)
+                die("--cut-in: expected head or body, got '%s'", v);
+            opt.cut_in_head = strcmp(v, "head") == 0;
         } else if (!strcmp(a, "--delay-ms")) {
             opt.delay_ms = parse_int(v, 0, 10000, a);
         } else if (!strcmp(a, "--seed")) {
