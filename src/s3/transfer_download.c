@@ -37,10 +37,40 @@ typedef struct download_job {
     uint64_t size, range_size, nranges;
     int ranged;            /* Range headers (1) or one plain GET (0) */
     int md5_per_range;
+    /* A plain-MD5 ETag fetched in ranges: the file is hashed in order as the
+     * ranges complete (from the page cache, while later ranges still arrive). */
+    int md5_whole;
+    EVP_MD_CTX *whole;
+    uint8_t *finished;     /* per range: complete */
+    uint64_t next_to_hash;
+    uint8_t *chunk;
     char if_match[96];
     range_state *ranges;
     s3_progress progress;
 } download_job;
+
+enum { HASH_CHUNK = 256 * 1024 };
+
+/* Hashes every range that is complete and next in file order. */
+static int hash_ready_ranges(download_job *j)
+{
+    while (j->next_to_hash < j->nranges && j->finished[j->next_to_hash]) {
+        uint64_t off = j->next_to_hash * j->range_size;
+        uint64_t end = off + j->range_size < j->size ? off + j->range_size : j->size;
+        while (off < end) {
+            size_t want = end - off < HASH_CHUNK ? (size_t)(end - off) : HASH_CHUNK;
+            ssize_t got = pread(j->fd, j->chunk, want, (off_t)off);
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got <= 0)
+                return -1;
+            EVP_DigestUpdate(j->whole, j->chunk, (size_t)got);
+            off += (uint64_t)got;
+        }
+        j->next_to_hash++;
+    }
+    return 0;
+}
 
 static int range_prepare(void *ud, size_t i, s3_request *req, s3_error *err)
 {
@@ -81,34 +111,15 @@ static int range_finish(void *ud, size_t i, s3_request *req, s3_error *err)
         return 1;
     }
     memcpy(j->ranges[i].md5, req->md5, 16);
-    return 0;
-}
-
-/* MD5 of the finished file, for objects with a plain-MD5 ETag fetched in ranges. */
-static int file_md5(int fd, uint64_t size, unsigned char md5[16])
-{
-    enum { CHUNK = 256 * 1024 };
-    uint8_t *buf = malloc(CHUNK);
-    EVP_MD_CTX *m = EVP_MD_CTX_new();
-    int rc = -1;
-    if (!buf || !m || !EVP_DigestInit_ex(m, EVP_md5(), NULL))
-        abort();
-    for (uint64_t off = 0; off < size;) {
-        ssize_t got = pread(fd, buf, CHUNK, (off_t)off);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            goto done;
-        EVP_DigestUpdate(m, buf, (size_t)got);
-        off += (uint64_t)got;
+    if (j->md5_whole) {
+        j->finished[i] = 1;
+        if (hash_ready_ranges(j) != 0) {
+            s3_error_local(err, "download", j->bucket, j->key, "cannot read back the download: %s",
+                           strerror(errno));
+            return -1;
+        }
     }
-    unsigned n;
-    EVP_DigestFinal_ex(m, md5, &n);
-    rc = 0;
-done:
-    EVP_MD_CTX_free(m);
-    free(buf);
-    return rc;
+    return 0;
 }
 
 static int verify_checksum(download_job *j, const s3_response_headers *h, s3_error *err)
@@ -131,12 +142,13 @@ static int verify_checksum(download_job *j, const s3_response_headers *h, s3_err
             return -1;
         }
         return 0;
-    } else if (s3_etag_is_md5(h)) {
+    } else if (j->md5_whole || (j->size == 0 && s3_etag_is_md5(h))) {
         unsigned char md5[16];
-        if (file_md5(j->fd, j->size, md5) != 0) {
-            s3_error_local(err, "download", j->bucket, j->key, "cannot read back the download: %s", strerror(errno));
-            return -1;
-        }
+        unsigned n;
+        if (!j->md5_whole)
+            EVP_Digest("", 0, md5, &n, EVP_md5(), NULL);
+        else
+            EVP_DigestFinal_ex(j->whole, md5, &n);
         s3_hex(md5, 16, hex);
     } else {
         return 0;   /* an ETag that is no checksum (SSE-KMS, unknown part sizes): size only */
@@ -168,6 +180,7 @@ static void plan_download(download_job *j, const s3_response_headers *h)
         j->ranged = 1;
     }
     j->nranges = j->size ? s3_multipart_part_count(j->size, j->range_size) : 0;
+    j->md5_whole = j->ranged && !j->md5_per_range && s3_etag_is_md5(h);
 }
 
 static int head_for_download(s3_client *c, const char *bucket, const char *key,
@@ -233,6 +246,13 @@ int s3_download_object(s3_client *c, const char *bucket, const char *key, const 
     j.ranges = calloc(j.nranges ? j.nranges : 1, sizeof *j.ranges);
     if (!j.ranges)
         abort();
+    if (j.md5_whole) {
+        j.finished = calloc(j.nranges, 1);
+        j.chunk = malloc(HASH_CHUNK);
+        j.whole = EVP_MD_CTX_new();
+        if (!j.finished || !j.chunk || !j.whole || !EVP_DigestInit_ex(j.whole, EVP_md5(), NULL))
+            abort();
+    }
     s3_progress_begin(&j.progress, c->progress && j.size > 0, key, j.size);
     s3_batch b = { c, j.nranges, 0, range_prepare, range_finish, &j, "download", bucket, key, 0, 0 };
     int fetched = s3_batch_run(&b, err);
@@ -258,6 +278,9 @@ done:
     if (created)
         unlink(sky_buf_cstr(&tmp));
     free(j.ranges);
+    free(j.finished);
+    free(j.chunk);
+    EVP_MD_CTX_free(j.whole);
     sky_buf_free(&tmp);
     return rc;
 }
