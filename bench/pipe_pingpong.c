@@ -31,12 +31,16 @@ int main(int argc, char **argv)
         return 1;
     pid_t pid = fork();
     if (pid == 0) {
+        close(ping[1]);   /* so that the parent's close() is our EOF */
+        close(pong[0]);
         char m[8];
         while (read(ping[0], m, sizeof m) == (ssize_t)sizeof m)
             if (write(pong[1], m, sizeof m) != (ssize_t)sizeof m)
                 break;
         _exit(0);
     }
+    close(ping[0]);
+    close(pong[1]);
     double *t = malloc(sizeof *t * (size_t)rounds);
     char m[8] = "pingpong";
     for (int i = -1000; i < rounds; i++) {   /* 1000 warm-up rounds */
