@@ -12,15 +12,18 @@ t.test("a call runs on a worker and returns its result", function()
   t.eq(square(7) >> pool, 49)
 end)
 
-t.test("multiple return values all come back", function()
+t.test("pool:run returns every result; >> the first", function()
   local f = sky.fn(function(a, b) return a + b, a * b, "three", nil, 5 end)
-  local r = table.pack(f(3, 4) >> pool)
+  t.eq(f(3, 4) >> pool, 7)
+  t.eq(select("#", f(3, 4) >> pool), 1)
+  local r = table.pack(pool:run(f(3, 4)))
   t.eq(r.n, 5)
   t.eq(r[1], 7); t.eq(r[2], 12); t.eq(r[3], "three"); t.eq(r[4], nil); t.eq(r[5], 5)
 end)
 
 t.test("calls grouped with & run in parallel and return in order", function()
-  local a, b, c = (square(2) & square(3) & square(4)) >> pool
+  t.same((square(2) & square(3) & square(4)) >> pool, { 4, 9, 16 })
+  local a, b, c = pool:run(square(2) & square(3) & square(4))
   t.eq(a, 4); t.eq(b, 9); t.eq(c, 16)
 end)
 
@@ -71,24 +74,23 @@ t.test("submit returns a future that waits for the result", function()
 end)
 
 t.test("stream yields results in completion order with their positions", function()
-  -- "slow" cannot finish before "fast" has run: it waits for fast's marker file.
+  -- "slow" cannot finish before the host has received "fast": it waits for
+  -- a file the loop body below creates when stream() yields "fast".
   local dir = os.getenv("SKYRUN_BUILD_DIR") .. "/tmp-stream-" .. math.random(1e9)
   os.execute("mkdir -p " .. dir)
   local slow = sky.fn(function(d)
     for _ = 1, 3000 do
-      local f = io.open(d .. "/fast-done")
+      local f = io.open(d .. "/host-saw-fast")
       if f then f:close() return "slow" end
       os.execute("sleep 0.01")
     end
     return "gave up"
   end)
-  local fast = sky.fn(function(d)
-    local f = io.open(d .. "/fast-done", "w"); f:close()
-    return "fast"
-  end)
+  local fast = sky.fn(function() return "fast" end)
   local order = {}
-  for i, v in pool:stream({ slow(dir), fast(dir) }) do
+  for i, v in pool:stream({ slow(dir), fast() }) do
     order[#order + 1] = i .. "=" .. v
+    if v == "fast" then io.open(dir .. "/host-saw-fast", "w"):close() end
   end
   os.execute("rm -rf " .. dir)
   t.same(order, { "2=fast", "1=slow" })
@@ -139,7 +141,7 @@ t.test("a remote error carries message, traceback, node and worker", function()
     return t2.field + x
   end)
   local msg, err = t.raises(function() return bad(1) >> pool end,
-    "remote error on node", "attempt to index a nil value", "remote traceback")
+    "remote error on node", "attempt to index a nil value", "remote stack traceback")
   t.contains(msg, "test_remote_functions.lua:")   -- the host-side line of the call
   t.eq(type(err), "table")
   t.eq(err.kind, "error")
