@@ -76,6 +76,7 @@ struct sky_pool {
     sky_call_queue *pinned;     /* per node */
     uint64_t next_id;
     uint64_t done_counter;      /* completion order, for stream() */
+    sky_pool_stats stats;
     double avg_call;            /* moving average of call service time (s) */
     int rr;                     /* round-robin start for dispatch */
     sky_buf frame;              /* scratch for building frame bodies */
@@ -308,6 +309,7 @@ static void lose_worker(sky_pool *p, worker *w, const char *why)
 {
     char how[160];
     describe_exit(w, how, sizeof how);
+    p->stats.workers_lost++;
     close_proc(w);
     char msg[512];
     snprintf(msg, sizeof msg, "worker lost: node %d worker %d %s%s%s", w->node, w->index, how,
@@ -320,6 +322,7 @@ static void lose_worker(sky_pool *p, worker *w, const char *why)
         if (c->abandoned) {
             finish_call(p, c);
         } else if (c->outcome.attempts <= p->opts.retries && !p->closing) {
+            p->stats.retries++;
             if (c->node_pin >= 0)
                 sky_call_queue_push_front(&p->pinned[c->node_pin], c);
             else
@@ -355,6 +358,7 @@ static void write_define_frames(sky_pool *p, worker *w, const sky_call *c)
         wire_define_append(&p->frame, h, code, len);
         wire_frame_append(&w->out, WIRE_DEFINE, p->frame.data, p->frame.len);
         protoset_add(&w->known, h);
+        p->stats.defines_sent++;
     }
 }
 
@@ -365,6 +369,7 @@ static void send_call(sky_pool *p, worker *w, sky_call *c)
     wire_call_header(&p->frame, c->id, c->timeout);
     sky_buf_append(&p->frame, c->values, c->values_len);
     wire_frame_append(&w->out, WIRE_CALL, p->frame.data, p->frame.len);
+    p->stats.calls_sent++;
     w->inflight[(w->head + w->count) % MAX_DEPTH] = c;
     w->count++;
     c->worker = (int)(w - p->workers);
@@ -580,6 +585,7 @@ static void read_frames(sky_pool *p, worker *w)
         ssize_t n = read(w->proc.from_worker, w->in.data + w->in.len, READ_CHUNK);
         if (n > 0) {
             w->in.len += (size_t)n;
+            p->stats.bytes_received += (uint64_t)n;
             if ((size_t)n < READ_CHUNK)
                 break;
             continue;
@@ -667,6 +673,7 @@ static void flush_writes(sky_pool *p, worker *w)
         ssize_t n = write(w->proc.to_worker, w->out.data, w->out.len);
         if (n > 0) {
             sky_buf_consume(&w->out, (size_t)n);
+            p->stats.bytes_sent += (uint64_t)n;
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -1092,6 +1099,8 @@ const char *sky_pool_node_host(const sky_pool *p, int node)
 {
     return node >= 0 && node < p->nnodes && p->hosts[node] ? p->hosts[node] : "";
 }
+
+void sky_pool_get_stats(const sky_pool *p, sky_pool_stats *out) { *out = p->stats; }
 
 size_t sky_pool_worker_pids(const sky_pool *p, int *pids, size_t max)
 {

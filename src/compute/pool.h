@@ -104,6 +104,16 @@ int sky_pool_workers_per_node(const sky_pool *p);
 /* Encoded facts table a node's first worker sent in HELLO (hostname, cores, …). */
 const uint8_t *sky_pool_node_facts(const sky_pool *p, int node, size_t *len);
 const char *sky_pool_node_host(const sky_pool *p, int node);
+/* Counters since the pool started (diagnostics, tests, benchmarks). */
+typedef struct sky_pool_stats {
+    uint64_t calls_sent;        /* CALL frames written, retries included */
+    uint64_t defines_sent;      /* DEFINE frames: once per prototype per worker */
+    uint64_t bytes_sent, bytes_received;
+    uint64_t retries;           /* calls requeued after their worker was lost */
+    uint64_t workers_lost;      /* worker processes that died or were killed */
+} sky_pool_stats;
+void sky_pool_get_stats(const sky_pool *p, sky_pool_stats *out);
+
 /* Process ids of all live worker processes (tests, diagnostics). Returns count. */
 size_t sky_pool_worker_pids(const sky_pool *p, int *pids, size_t max);
 

@@ -308,6 +308,24 @@ static int pool_pids(lua_State *L)
     return 1;
 }
 
+/* pool:stats() -> { calls_sent=, defines_sent=, bytes_sent=, bytes_received=, retries=, workers_lost= } */
+static int pool_stats(lua_State *L)
+{
+    pool_ud *u = check_pool(L, 1);
+    sky_pool_stats st;
+    sky_pool_get_stats(u->pool, &st);
+    lua_createtable(L, 0, 6);
+#define FIELD(name) (lua_pushinteger(L, (lua_Integer)st.name), lua_setfield(L, -2, #name))
+    FIELD(calls_sent);
+    FIELD(defines_sent);
+    FIELD(bytes_sent);
+    FIELD(bytes_received);
+    FIELD(retries);
+    FIELD(workers_lost);
+#undef FIELD
+    return 1;
+}
+
 static int pool_tostring(lua_State *L)
 {
     pool_ud *u = luaL_checkudata(L, 1, POOL_TYPE);
@@ -328,6 +346,7 @@ static const luaL_Reg pool_methods[] = {
     { "close", pool_close },
     { "info", pool_info },
     { "pids", pool_pids },
+    { "stats", pool_stats },
     { NULL, NULL },
 };
 

@@ -192,4 +192,32 @@ t.test("a worker killed mid-call is replaced and the call retried elsewhere", fu
   t.eq(#pool:pids(), 4)
 end)
 
+t.test("a function's bytecode is sent to each worker once, then referred to by hash", function()
+  local single <close> = sky.compute { provider = sky.providers.localhost { nodes = 1, workers = 1 } }
+  local big = {}
+  for i = 1, 50 do big[i] = ("%d"):format(i) end
+  local f = sky.fn(function(x) return x + #big end)
+  for i = 1, 100 do t.eq(f(i) >> single, i + 50) end
+  local st = single:stats()
+  t.eq(st.calls_sent, 100)
+  t.eq(st.defines_sent, 1)
+  -- nested functions are prototypes of their own: one more DEFINE, once
+  local helper = function(x) return x * 2 end
+  local g = sky.fn(function(x) return helper(x) end)
+  for i = 1, 10 do t.eq(g(i) >> single, i * 2) end
+  t.eq(single:stats().defines_sent, 3)
+end)
+
+t.test("retries of a call whose worker keeps dying are bounded", function()
+  local few <close> = sky.compute { provider = sky.providers.localhost { nodes = 1, workers = 2 }, retries = 2 }
+  local suicide = sky.fn(function()
+    os.execute("kill -9 " .. sky.instance_info().pid)
+    while true do end
+  end)
+  local _, err = t.raises(function() return suicide() >> few end, "worker lost", "after 3 attempts")
+  t.eq(err.kind, "lost")
+  t.eq(few:stats().retries, 2)
+  t.eq(square(6) >> few, 36)   -- the pool replaced its workers and goes on
+end)
+
 t.run()
