@@ -121,7 +121,11 @@ wire_codec *wire_codec_new(lua_State *L, int flags)
     wire_codec *c = calloc(1, sizeof *c);
     if (!c)
         abort();
-    c->L = L;
+    /* Keep the main thread: L may be a coroutine that is collected before
+     * the codec is freed; the main thread lives as long as the state. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    c->L = lua_tothread(L, -1);
+    lua_pop(L, 1);
     c->flags = flags;
     c->names_ref = new_table_ref(L, NULL);
     c->cache_ref = new_table_ref(L, "k");
@@ -154,6 +158,8 @@ void wire_codec_free(wire_codec *c)
 const uint8_t *wire_codec_bytecode(wire_codec *c, const wire_hash *h, size_t *len)
 {
     lua_State *L = c->L;
+    if (!lua_checkstack(L, 3))
+        return NULL;
     WIRE_PUSH_REF(L, c->protos_ref);
     lua_pushlstring(L, (const char *)h->b, sizeof h->b);
     const uint8_t *code = NULL;
@@ -179,6 +185,10 @@ int wire_codec_define(wire_codec *c, const wire_hash *h, const uint8_t *code, si
         return -1;
     }
     lua_State *L = c->L;
+    if (!lua_checkstack(L, 3)) {
+        wire_set_err(err, "DEFINE %s: no Lua stack space", want_hex);
+        return -1;
+    }
     WIRE_PUSH_REF(L, c->protos_ref);
     lua_pushlstring(L, (const char *)h->b, sizeof h->b);
     lua_pushlstring(L, (const char *)code, len);

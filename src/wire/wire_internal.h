@@ -26,7 +26,7 @@ enum wire_tag {
 
 /* The codec's Lua-side tables, kept in the registry (see codec.c). */
 struct wire_codec {
-    lua_State *L;    /* the state whose registry holds the tables below */
+    lua_State *L;    /* main thread of the state whose registry holds the tables below */
     int flags;
     int names_ref;   /* value -> "string.format": library values sent by name */
     int cache_ref;   /* weak-keyed: closure -> 16-byte hash string */

@@ -512,6 +512,39 @@ static void pure_functions_decode_to_a_working_closure_every_time(void **state)
     }
 }
 
+static int make_codec_in_coroutine(lua_State *co)
+{
+    wire_codec **out = lua_touserdata(co, 1);
+    *out = wire_codec_new(co, 0);
+    return 0;
+}
+
+static void a_codec_made_inside_a_coroutine_outlives_the_coroutine(void **state)
+{
+    (void)state;
+    lua_State *L = new_state();
+    wire_codec *c = NULL;
+    lua_State *co = lua_newthread(L);
+    lua_pushcfunction(co, make_codec_in_coroutine);
+    lua_pushlightuserdata(co, &c);
+    int nres;
+    assert_int_equal(lua_resume(co, L, 1, &nres), LUA_OK);
+    lua_pop(L, 1);                       /* drop the coroutine */
+    lua_gc(L, LUA_GCCOLLECT);
+    run(L, "return function() return 1 end");
+    wire_hashes protos = { 0 };
+    sky_buf out = SKY_BUF_INIT;
+    wire_err err;
+    assert_int_equal(wire_encode(c, L, -1, 1, WIRE_ROOTS_VALUES, &out, &protos, &err), 0);
+    size_t len;
+    assert_non_null(wire_codec_bytecode(c, &protos.v[0], &len));
+    assert_int_equal(wire_codec_define(c, &protos.v[0], wire_codec_bytecode(c, &protos.v[0], &len), len, &err), 0);
+    wire_hashes_free(&protos);
+    sky_buf_free(&out);
+    wire_codec_free(c);
+    lua_close(L);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -540,6 +573,7 @@ int main(void)
         T(bit_flips_never_crash_and_leave_the_stack_balanced),
         T(huge_counts_are_refused_without_allocating),
         T(pure_functions_decode_to_a_working_closure_every_time),
+        T(a_codec_made_inside_a_coroutine_outlives_the_coroutine),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
