@@ -33,18 +33,15 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print
 
 step "fuzzers (libFuzzer, ${SKYRUN_FUZZ_SECONDS:-30} s each)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSKYRUN_FUZZ=ON -DSKYRUN_TESTS=OFF > /dev/null
-cmake --build build-fuzz -j"$jobs"
-found=0
-for fuzzer in build-fuzz/tests/fuzz/fuzz_*; do
+cmake --build build-fuzz -j"$jobs" --target fuzzers
+for fuzzer in build-fuzz/fuzzers/fuzz_*; do
   [ -x "$fuzzer" ] || continue
-  found=1
   name=$(basename "$fuzzer")
-  corpus=$(mktemp -d)
-  seeds="tests/fuzz/corpus/$name"
+  corpus="build-fuzz/fuzzers/corpus-$name"
+  mkdir -p "$corpus"
   echo "--- $name"
-  "$fuzzer" -max_total_time="${SKYRUN_FUZZ_SECONDS:-30}" -print_final_stats=1 "$corpus" \
-    $( [ -d "$seeds" ] && echo "$seeds" ) 2>&1 | tail -n 12
-  rm -rf "$corpus"
+  # A crash exits non-zero (and set -e stops the run); its input is saved as crash-*.
+  "$fuzzer" -max_total_time="${SKYRUN_FUZZ_SECONDS:-30}" -print_final_stats=1 \
+    -artifact_prefix=build-fuzz/fuzzers/ "$corpus" 2>&1 | tail -n 4
 done
-[ $found = 1 ] || { echo "no fuzzer was built" >&2; exit 1; }
 echo "fuzzers: no crash"
