@@ -185,6 +185,37 @@ static void print_version(void)
     printf("skyrun-worker %s (protocol %u, %s)\n", SKYRUN_VERSION, WIRE_PROTOCOL_VERSION, LUA_RELEASE);
 }
 
+#ifdef SKYRUN_WORKER_STATIC
+static int c_module_refused(lua_State *L)
+{
+    return luaL_error(L, "skyrun-worker is statically linked and cannot load C modules "
+                         "(ship Lua modules with image.includes, or run a program with os.execute)");
+}
+
+/*
+ * A fully static worker runs on any Linux node of its architecture, whatever
+ * its C library; the price is that dlopen() of a module linked against the
+ * node's own libc would put two C libraries in one process. So C modules are
+ * refused with a message instead of crashing later: the C searchers of
+ * `require` are removed and package.loadlib raises.
+ */
+static void refuse_c_modules(lua_State *L)
+{
+    lua_getglobal(L, "package");
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "cpath");
+    lua_pushcfunction(L, c_module_refused);
+    lua_setfield(L, -2, "loadlib");
+    lua_getfield(L, -1, "searchers");
+    /* searchers: 1 preload, 2 Lua files, 3 C libraries, 4 all-in-one C */
+    lua_pushnil(L);
+    lua_rawseti(L, -2, 4);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, 3);
+    lua_pop(L, 2);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--version") == 0) {
@@ -209,6 +240,9 @@ int main(int argc, char **argv)
         return WORKER_EXIT_PROTOCOL;
     }
     luaL_openlibs(w.L);
+#ifdef SKYRUN_WORKER_STATIC
+    refuse_c_modules(w.L);
+#endif
     sky_module_open(w.L, &w.place);
     w.codec = wire_codec_new(w.L, 0);
     if (channel_start_drain(&w.ch) < 0) {

@@ -7,6 +7,10 @@ if [ "${SKYRUN_SANITIZE:-0}" = 1 ]; then
     echo "skipped: sanitizer builds link libasan/libubsan"
     exit 77
 fi
+if file "$worker" 2>/dev/null | grep -q "statically linked"; then
+    echo "ok: statically linked, needs no shared library"
+    exit 0
+fi
 deps=$(ldd "$worker")
 echo "$deps"
 extra=$(echo "$deps" | grep -v -E '^\s*(linux-vdso\.so|libc\.so\.6|libm\.so\.6|/lib64/ld-linux|/lib/ld-linux)' || true)
