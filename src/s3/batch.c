@@ -118,8 +118,8 @@ static int slot_complete(s3_batch *b, slot *s, CURLcode rc, s3_error *err)
     }
     if (verdict == 1) {
         /* Out of attempts: say so, keeping the last failure's details. */
-        size_t len = strlen(err->text);
-        snprintf(err->text + len, sizeof err->text - len, " (after %d attempts)", s->attempts);
+        err->attempts = s->attempts;
+        s3_error_finish(err, s->req.op, s->req.bucket, s->req.key);
     }
     s->state = SLOT_FREE;
     return -1;

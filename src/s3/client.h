@@ -42,6 +42,7 @@ typedef struct s3_error {
     char code[64];        /* S3 error code ("NoSuchKey"), "" for local/network failures */
     char message[512];
     char request_id[128];
+    int attempts;         /* > 1 when retries were exhausted */
     char text[1536];      /* the full, redacted message for the user */
 } s3_error;
 

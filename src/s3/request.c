@@ -82,6 +82,8 @@ void s3_error_finish(s3_error *err, const char *op, const char *bucket, const ch
     sky_buf_append_str(&t, err->message[0] ? err->message : "failed");
     if (err->request_id[0])
         sky_buf_printf(&t, " (request id %s)", err->request_id);
+    if (err->attempts > 1)
+        sky_buf_printf(&t, " (after %d attempts)", err->attempts);
     sky_redact_buf(&t);
     snprintf(err->text, sizeof err->text, "%s", sky_buf_cstr(&t));
     sky_buf_free(&t);
@@ -381,6 +383,10 @@ int s3_request_start(s3_client *c, s3_request *r, CURL *easy, s3_error *err)
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, r->slist);
     rc = 0;
 done:
+    if (rc != 0 && r->md5_ctx) {
+        EVP_MD_CTX_free(r->md5_ctx);
+        r->md5_ctx = NULL;
+    }
     /* The Authorization value is not a secret (it is a one-time MAC) but is wiped anyway. */
     if (auth.data)
         memset(auth.data, 0, auth.cap);
