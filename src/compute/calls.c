@@ -1,27 +1,91 @@
 /* calls: call table and queues (see calls.h). */
 #include "compute/calls.h"
 
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define TOMBSTONE ((sky_call *)1)
+#define CHUNK_CALLS 256
 
-void sky_call_free(sky_call *c)
+struct sky_call_chunk {
+    struct sky_call_chunk *next;
+    sky_call calls[CHUNK_CALLS];
+};
+
+sky_call *sky_call_new(sky_call_alloc *a)
+{
+    if (!a->free_list) {
+        struct sky_call_chunk *ch = malloc(sizeof *ch);
+        if (!ch)
+            abort();
+        ch->next = a->chunks;
+        a->chunks = ch;
+        for (int i = CHUNK_CALLS - 1; i >= 0; i--) {
+            ch->calls[i].next = a->free_list;
+            a->free_list = &ch->calls[i];
+        }
+    }
+    sky_call *c = a->free_list;
+    a->free_list = c->next;
+    memset(c, 0, offsetof(sky_call, inline_values));
+    return c;
+}
+
+static uint8_t *copy_payload(uint8_t *inline_buf, const uint8_t *p, size_t len)
+{
+    uint8_t *dst = inline_buf;
+    if (len > SKY_CALL_INLINE) {
+        dst = malloc(len);
+        if (!dst)
+            abort();
+    }
+    if (len)
+        memcpy(dst, p, len);
+    return dst;
+}
+
+void sky_call_set_values(sky_call *c, const uint8_t *p, size_t len)
+{
+    c->values = copy_payload(c->inline_values, p, len);
+    c->values_len = len;
+}
+
+void sky_call_set_results(sky_call *c, const uint8_t *p, size_t len)
+{
+    c->results = copy_payload(c->inline_results, p, len);
+}
+
+void sky_call_recycle(sky_call_alloc *a, sky_call *c)
 {
     if (!c)
         return;
-    free(c->values);
+    if (c->values != c->inline_values)
+        free(c->values);
+    if (c->results != c->inline_results)
+        free(c->results);
     wire_hashes_free(&c->protos);
-    free(c->results);
     free(c->message);
     free(c->traceback);
-    free(c);
+    c->next = a->free_list;
+    a->free_list = c;
 }
 
-void sky_call_table_free(sky_call_table *t)
+void sky_call_alloc_free(sky_call_alloc *a)
+{
+    while (a->chunks) {
+        struct sky_call_chunk *next = a->chunks->next;
+        free(a->chunks);
+        a->chunks = next;
+    }
+    a->free_list = NULL;
+}
+
+void sky_call_table_free(sky_call_table *t, sky_call_alloc *a)
 {
     for (size_t i = 0; i < t->cap; i++)
         if (t->slots[i] && t->slots[i] != TOMBSTONE)
-            sky_call_free(t->slots[i]);
+            sky_call_recycle(a, t->slots[i]);
     free(t->slots);
     t->slots = NULL;
     t->cap = t->used = t->live = 0;

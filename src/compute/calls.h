@@ -1,6 +1,8 @@
 /*
- * calls: the pool's table of calls by id (open addressing, ids are never 0)
- * and the FIFO queues calls wait in before a worker takes them.
+ * calls: the pool's table of calls by id (open addressing, ids are never 0),
+ * the FIFO queues calls wait in before a worker takes them, and the
+ * allocator that recycles call records (a map of 100,000 trivial calls
+ * would otherwise spend much of its time in malloc).
  */
 #ifndef SKY_COMPUTE_CALLS_H
 #define SKY_COMPUTE_CALLS_H
@@ -9,6 +11,8 @@
 #include <stdint.h>
 #include "compute/pool.h"
 #include "wire/wire.h"
+
+#define SKY_CALL_INLINE 48    /* payloads up to this size live inside the record */
 
 typedef struct sky_call {
     uint64_t id;
@@ -24,19 +28,33 @@ typedef struct sky_call {
     sky_call_outcome outcome;
     uint8_t *results;         /* owned copies behind outcome's pointers */
     char *message, *traceback;
-    struct sky_call *next;    /* queue link */
+    struct sky_call *next;    /* queue link, or free-list link */
+    uint8_t inline_values[SKY_CALL_INLINE];
+    uint8_t inline_results[SKY_CALL_INLINE];
 } sky_call;
+
+/* Call records come from chunks and go back to a free list; everything is
+ * released with the allocator. */
+typedef struct sky_call_alloc {
+    sky_call *free_list;
+    struct sky_call_chunk *chunks;
+} sky_call_alloc;
+
+sky_call *sky_call_new(sky_call_alloc *a);                 /* zeroed */
+void sky_call_set_values(sky_call *c, const uint8_t *p, size_t len);
+void sky_call_set_results(sky_call *c, const uint8_t *p, size_t len);
+void sky_call_recycle(sky_call_alloc *a, sky_call *c);     /* NULL-safe */
+void sky_call_alloc_free(sky_call_alloc *a);
 
 typedef struct sky_call_table {
     sky_call **slots;         /* NULL = empty, TOMBSTONE = deleted */
     size_t cap, used, live;
 } sky_call_table;
 
-void sky_call_table_free(sky_call_table *t);   /* frees the calls too */
+void sky_call_table_free(sky_call_table *t, sky_call_alloc *a);   /* recycles the calls too */
 void sky_call_table_put(sky_call_table *t, sky_call *c);
 sky_call *sky_call_table_get(const sky_call_table *t, uint64_t id);
 sky_call *sky_call_table_remove(sky_call_table *t, uint64_t id);
-void sky_call_free(sky_call *c);
 
 typedef struct sky_call_queue {
     sky_call *head, *tail;

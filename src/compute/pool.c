@@ -72,6 +72,7 @@ struct sky_pool {
     worker *workers;
     int nworkers;
     sky_call_table calls;
+    sky_call_alloc call_alloc;
     sky_call_queue queue;       /* unpinned calls not yet dispatched */
     sky_call_queue *pinned;     /* per node */
     uint64_t next_id;
@@ -260,7 +261,7 @@ static void finish_call(sky_pool *p, sky_call *c)
     c->worker = -1;
     c->done_seq = ++p->done_counter;
     if (c->abandoned) {
-        sky_call_free(sky_call_table_remove(&p->calls, c->id));
+        sky_call_recycle(&p->call_alloc, sky_call_table_remove(&p->calls, c->id));
         return;
     }
 }
@@ -528,10 +529,7 @@ static void handle_result(sky_pool *p, worker *w, const wire_frame *f)
         return;
     note_service_time(p, w, c);
     if (!c->abandoned) {
-        c->results = malloc(n ? n : 1);
-        if (!c->results)
-            abort();
-        memcpy(c->results, vals, n);
+        sky_call_set_results(c, vals, n);
         c->outcome.values = c->results;
         c->outcome.values_len = n;
         c->outcome.status = SKY_CALL_OK;
@@ -867,7 +865,8 @@ void sky_pool_free(sky_pool *p)
         free(w->inflight);
     }
     free(p->workers);
-    sky_call_table_free(&p->calls);
+    sky_call_table_free(&p->calls, &p->call_alloc);
+    sky_call_alloc_free(&p->call_alloc);
     for (int n = 0; n < p->nnodes; n++) {
         if (p->facts)
             free(p->facts[n]);
@@ -924,6 +923,14 @@ sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_Stat
         goto fail;
     }
     p->worker_path = p->opts.worker_path ? strdup(p->opts.worker_path) : sky_pool_find_worker();
+    if (p->worker_path) {
+        /* Workers start in their node's directory: a relative path would miss. */
+        char *abs = realpath(p->worker_path, NULL);
+        if (abs) {
+            free(p->worker_path);
+            p->worker_path = abs;
+        }
+    }
     if (!p->worker_path || access(p->worker_path, X_OK) != 0) {
         snprintf(err, errlen, "cannot find skyrun-worker%s%s (set SKYRUN_WORKER to its path)",
                  p->worker_path ? " at " : "", p->worker_path ? p->worker_path : "");
@@ -994,13 +1001,9 @@ uint64_t sky_pool_submit(sky_pool *p, const uint8_t *values, size_t len,
 {
     if (p->closing || node >= p->nnodes)
         return 0;
-    sky_call *c = xcalloc(1, sizeof *c);
+    sky_call *c = sky_call_new(&p->call_alloc);
     c->id = p->next_id++;
-    c->values = malloc(len ? len : 1);
-    if (!c->values)
-        abort();
-    memcpy(c->values, values, len);
-    c->values_len = len;
+    sky_call_set_values(c, values, len);
     if (protos && protos->n) {
         c->protos.v = malloc(protos->n * sizeof *protos->v);
         if (!c->protos.v)
@@ -1081,7 +1084,7 @@ void sky_pool_release(sky_pool *p, uint64_t id)
         c->abandoned = 1;   /* freed when its worker answers or it leaves the queue */
         return;
     }
-    sky_call_free(sky_call_table_remove(&p->calls, id));
+    sky_call_recycle(&p->call_alloc, sky_call_table_remove(&p->calls, id));
 }
 
 int sky_pool_nodes(const sky_pool *p) { return p->nnodes; }
