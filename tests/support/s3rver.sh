@@ -39,6 +39,7 @@ start() {
   local data log pid port="" deadline
   data=$(mktemp -d "${TMPDIR:-/tmp}/skyrun-s3rver.XXXXXX")
   log=$data.log
+  : >"$log"      # exists before the server starts writing, so polling it never fails
   # Node 20 needs the legacy provider: s3rver encrypts continuation tokens
   # with DES, and without it every paginated ListObjectsV2 is InternalError.
   NODE_OPTIONS=--openssl-legacy-provider setsid timeout "$MAX_LIFETIME_S" \
