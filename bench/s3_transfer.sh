@@ -19,6 +19,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+invocation="bench/s3_transfer.sh $*"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 size_mib=1024
 runs=3
 skyrun=${SKYRUN:-$repo/build/skyrun}
@@ -71,15 +73,17 @@ bytes=$(stat -c %s "$src")
 # CPU seconds (user + system) the server process has used so far.
 server_cpu() { awk '{ printf "%.2f\n", ($14 + $15) / 100 }' "/proc/$server_pid/stat"; }
 
-# Runs one timed transfer; appends "tool dir seconds rss_kib server_cpu_s" to results.
+# Runs one timed transfer; appends "tool dir seconds rss_kib server_cpu_s
+# client_cpu_s" to results.
 timed() {
   local tool=$1 dir=$2; shift 2
-  local cpu0 cpu1 secs rss
+  local cpu0 cpu1 secs rss user sys
   cpu0=$(server_cpu)
-  /usr/bin/time -f '%e %M' -o "$work/time" "$@" >/dev/null
+  /usr/bin/time -f '%e %M %U %S' -o "$work/time" "$@" >/dev/null
   cpu1=$(server_cpu)
-  read -r secs rss <"$work/time"
-  echo "$tool $dir $secs $rss $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }')" >>"$work/results"
+  read -r secs rss user sys <"$work/time"
+  awk -v t="$tool" -v d="$dir" -v s="$secs" -v r="$rss" -v a="$cpu0" -v b="$cpu1" -v u="$user" -v y="$sys" \
+    'BEGIN { printf "%s %s %s %s %.2f %.2f\n", t, d, s, r, b - a, u + y }' >>"$work/results"
   echo "  $tool $dir: ${secs}s, peak RSS ${rss} KiB" >&2
 }
 
@@ -110,28 +114,39 @@ done
 median() { sort -g | awk '{ v[NR] = $1 } END { printf "%.2f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 table() {
-  echo "| tool | direction | median MB/s | runs (MB/s) | peak RSS (max of runs) | server CPU s per s |"
-  echo "|---|---|---:|---|---:|---:|"
+  echo "| tool | direction | median MB/s | runs (MB/s) | peak RSS (max of runs) | server CPU s per s | client CPU s per GB |"
+  echo "|---|---|---:|---|---:|---:|---:|"
   for dir in upload download; do
     for tool in $tools; do
-      local rows mbps all rss busy
+      local rows mbps all rss busy ccpu
       rows=$(awk -v t="$tool" -v d="$dir" '$1 == t && $2 == d' "$work/results")
       mbps=$(echo "$rows" | awk -v b="$bytes" '{ printf "%.1f\n", b / $3 / 1e6 }' | median)
       all=$(echo "$rows" | awk -v b="$bytes" '{ printf "%s%.1f", (NR > 1 ? ", " : ""), b / $3 / 1e6 }')
       rss=$(echo "$rows" | awk '{ if ($4 > m) m = $4 } END { printf "%.1f MiB", m / 1024 }')
       busy=$(echo "$rows" | awk '{ printf "%.2f\n", $5 / $3 }' | median)
-      echo "| $tool | $dir | $mbps | $all | $rss | $busy |"
+      ccpu=$(echo "$rows" | awk -v b="$bytes" '{ printf "%.2f\n", $6 / (b / 1e9) }' | median)
+      echo "| $tool | $dir | $mbps | $all | $rss | $busy | $ccpu |"
     done
   done
 }
 
-ratios() {
+# Against the issue's targets: >= 1.5x aws-cli's throughput, <= 64 MiB peak RSS;
+# and whether the server was saturated while skyrun was measured.
+verdict() {
   [[ " $tools " == *" skyrun "* && " $tools " == *" aws-cli "* ]] || return 0
   for dir in upload download; do
-    local s a
+    local s a rss busy
     s=$(awk -v d="$dir" '$1 == "skyrun" && $2 == d { print $3 }' "$work/results" | median)
     a=$(awk -v d="$dir" '$1 == "aws-cli" && $2 == d { print $3 }' "$work/results" | median)
-    awk -v s="$s" -v a="$a" -v d="$dir" 'BEGIN { printf "- %s: skyrun / aws-cli throughput = %.2f×\n", d, a / s }'
+    rss=$(awk -v d="$dir" '$1 == "skyrun" && $2 == d { if ($4 > m) m = $4 } END { print m }' "$work/results")
+    busy=$(awk -v d="$dir" '$1 == "skyrun" && $2 == d { printf "%.2f\n", $5 / $3 }' "$work/results" | median)
+    awk -v s="$s" -v a="$a" -v d="$dir" -v rss="$rss" -v busy="$busy" 'BEGIN {
+      r = a / s
+      printf "- %s: skyrun / aws-cli throughput = %.2f× (target ≥ 1.5×: %s); skyrun peak RSS %.1f MiB (target ≤ 64 MiB: %s)", \
+             d, r, (r >= 1.5 ? "met" : "NOT met"), rss / 1024, (rss <= 65536 ? "met" : "NOT met")
+      if (busy >= 0.9) printf "; s3rver was saturated (%.2f CPU s/s) during skyrun'"'"'s %s, so the server, not skyrun, set that pace", busy, d
+      print ""
+    }'
   done
 }
 
@@ -142,7 +157,9 @@ machine() {
   echo "- aws-cli: $("$aws" --version 2>&1 | head -n1)"
   echo "- server: s3rver $(node -p "require('$repo/.deps/npm/node_modules/s3rver/package.json').version") on Node $(node --version), loopback, data on $(df -h --output=source "$work" | tail -n1)"
   echo "- file: $size_mib MiB of random bytes, $runs runs per tool, order alternating (skyrun first in odd runs)"
-  echo "- command: \`bench/s3_transfer.sh --size-mib $size_mib --runs $runs\`"
+  echo "- skyrun build: $(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$(dirname "$skyrun")/CMakeCache.txt" 2>/dev/null || echo unknown) (CMAKE_BUILD_TYPE of its build tree)"
+  echo "- load average when the run started: $load_before (the machine is shared; runs vary)"
+  echo "- command: \`$invocation\`"
 }
 
 report=$work/report.md
@@ -155,13 +172,14 @@ report=$work/report.md
   echo "\`~/.aws/config\`). Throughput is MB/s (10^6 bytes per second) of wall time; peak"
   echo "RSS from GNU time (\`%M\`); \"server CPU s per s\" is the s3rver process's CPU time"
   echo "divided by the transfer's wall time — near 1.0, the single-threaded Node server is"
-  echo "saturated and sets the pace for whichever client is measured. The source file sits"
+  echo "saturated and sets the pace for whichever client is measured; \"client CPU s per GB\""
+  echo "is the client's user + system time per 10^9 bytes moved. The source file sits"
   echo "in the page cache for every run. Every download is compared with the"
   echo "source byte for byte after its timing."
   echo
   table
   echo
-  ratios
+  verdict
   echo
   machine
 } >"$report"
