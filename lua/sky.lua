@@ -170,20 +170,17 @@ function Pool:run(call)
   return await(self, submit(self, call))
 end
 
+local function wait_each(pool, ids)
+  local out, err = pool:_wait_each(ids)
+  if out == false then raise_remote(err) end
+  return out
+end
+
 --- pool:gather(calls) -> list of each call's first result, in order.
 function Pool:gather(calls)
   local ids = {}
   for i, c in ipairs(calls) do ids[i] = submit(self, c) end
-  local out = {}
-  for i, id in ipairs(ids) do
-    local r = pack(self:_wait(id))
-    if not r[1] then
-      for j = i + 1, #ids do self:_release(ids[j]) end
-      raise_remote(r[2])
-    end
-    out[i] = r[2]
-  end
-  return out
+  return wait_each(self, ids)
 end
 
 local Future = {}
@@ -210,25 +207,17 @@ end
 --- pool:map(fn, list) -> { fn(list[1]), fn(list[2]), … } run in parallel.
 function Pool:map(fn, list)
   if not sky.is_fn(fn) then error("map: expected a sky.fn, got " .. type(fn), 2) end
-  local calls = {}
-  for i = 1, #list do calls[i] = fn(list[i]) end
-  return self:gather(calls)
+  if type(list) ~= "table" then error("map: expected a list, got " .. type(list), 2) end
+  local ids, err = self:_submit_each(fn.f, list, fn.timeout)
+  if not ids then error(user_where() .. err, 0) end
+  return wait_each(self, ids)
 end
 
 --- pool:broadcast(call) -> { [node+1] = result } : the call once on every node.
 function Pool:broadcast(call)
   local ids = {}
   for node = 0, self:info().nodes - 1 do ids[#ids + 1] = submit(self, call, node) end
-  local out = {}
-  for i, id in ipairs(ids) do
-    local r = pack(self:_wait(id))
-    if not r[1] then
-      for j = i + 1, #ids do self:_release(ids[j]) end
-      raise_remote(r[2])
-    end
-    out[i] = r[2]
-  end
-  return out
+  return wait_each(self, ids)
 end
 
 --- for i, result in pool:stream(calls) do … end — in completion order;

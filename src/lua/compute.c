@@ -164,6 +164,88 @@ static int pool_submit(lua_State *L)
     return 1;
 }
 
+/* pool:_submit_each(f, list, timeout) -> ids: one call f(list[i]) per
+ * element, encoded and queued without a Lua table per call (pool:map). On
+ * an unsendable element returns nil, message, and releases what it queued. */
+static int pool_submit_each(lua_State *L)
+{
+    pool_ud *u = check_pool(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    double timeout = luaL_optnumber(L, 4, 0);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 3);
+    wire_codec *codec = state_codec(L);
+    lua_createtable(L, (int)n, 0);
+    int ids = lua_gettop(L);
+    sky_buf out = SKY_BUF_INIT;
+    wire_hashes protos = { 0 };
+    for (lua_Integer i = 1; i <= n; i++) {
+        sky_buf_reset(&out);
+        protos.n = 0;
+        lua_pushvalue(L, 2);
+        lua_rawgeti(L, 3, i);
+        wire_err we;
+        if (wire_encode(codec, L, ids + 1, 2, WIRE_ROOTS_CALL, &out, &protos, &we) != 0) {
+            lua_settop(L, ids);
+            for (lua_Integer j = 1; j < i; j++) {   /* all or nothing */
+                lua_rawgeti(L, ids, j);
+                sky_pool_release(u->pool, (uint64_t)lua_tointeger(L, -1));
+                lua_pop(L, 1);
+            }
+            sky_buf_free(&out);
+            wire_hashes_free(&protos);
+            lua_pushnil(L);
+            lua_pushfstring(L, "map element %I: %s", i, we.msg);
+            return 2;
+        }
+        lua_settop(L, ids);
+        uint64_t id = sky_pool_submit(u->pool, out.data, out.len, &protos, timeout, -1);
+        lua_pushinteger(L, (lua_Integer)id);
+        lua_rawseti(L, ids, i);
+    }
+    sky_buf_free(&out);
+    wire_hashes_free(&protos);
+    return 1;
+}
+
+static int push_outcome(lua_State *L, const sky_call_outcome *o);
+
+/* pool:_wait_each(ids) -> list of each call's first result, or
+ * false, error, index of the failed call (the later calls are released). */
+static int pool_wait_each(lua_State *L)
+{
+    pool_ud *u = check_pool(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
+    lua_createtable(L, (int)n, 0);
+    int list = lua_gettop(L);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 2, i);
+        uint64_t id = (uint64_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        const sky_call_outcome *o = sky_pool_wait(u->pool, id);
+        int interrupted = o->error_kind == SKY_ERR_INTERRUPTED;
+        int pushed = push_outcome(L, o);
+        if (!interrupted)
+            sky_pool_release(u->pool, id);
+        if (!lua_toboolean(L, -pushed)) {
+            for (lua_Integer j = i + 1; j <= n; j++) {
+                lua_rawgeti(L, 2, j);
+                sky_pool_release(u->pool, (uint64_t)lua_tointeger(L, -1));
+                lua_pop(L, 1);
+            }
+            lua_pushinteger(L, i);
+            return 3;
+        }
+        if (pushed >= 2) {
+            lua_pushvalue(L, -pushed + 1);
+            lua_rawseti(L, list, i);
+        }
+        lua_settop(L, list);
+    }
+    return 1;
+}
+
 static const char *error_kind_name(int kind)
 {
     switch (kind) {
@@ -340,6 +422,8 @@ static int pool_tostring(lua_State *L)
 static const luaL_Reg pool_methods[] = {
     { "_submit", pool_submit },
     { "_wait", pool_wait },
+    { "_submit_each", pool_submit_each },
+    { "_wait_each", pool_wait_each },
     { "_wait_any", pool_wait_any },
     { "_done", pool_done },
     { "_release", pool_release },
