@@ -35,6 +35,13 @@ t.test("map returns results in the order of its input", function()
   for i = 1, 200 do t.eq(r[i], i * i) end
 end)
 
+t.test("map refuses an unsendable element, naming it, and queues nothing", function()
+  local before = pool:stats().calls_sent
+  t.raises(function() return pool:map(square, { 1, 2, io.stdout and coroutine.create(print) }) end,
+    "map element 3", "cannot be sent")
+  t.eq(pool:stats().calls_sent, before)
+end)
+
 t.test("broadcast runs once on every node", function()
   local where = sky.fn(function() return sky.instance_info().node end)
   local r = pool:broadcast(where())
