@@ -52,7 +52,7 @@ test_same_seed_gives_the_same_sequence_of_faults() {
   awscp - "s3://$b/k" <<<"data"
   for run in 1 2; do
     start_proxy --error-rate 50 --seed 42
-    for i in 1 2 3 4 5 6 7 8; do
+    for _ in 1 2 3 4 5 6 7 8; do
       curl -s -o /dev/null --max-time 10 "$PROXY_ENDPOINT/$b/k" || true
     done
     stop_proxy

@@ -68,14 +68,14 @@ start() {
 # Kills the process recorded in the state file (the `timeout` wrapper, whose
 # child s3rver it takes down with it), bounded: TERM, then KILL.
 stop() {
-  local state=$1 S3RVER_PID="" S3RVER_DATA="" i
+  local state=$1 S3RVER_PID="" S3RVER_DATA=""
   [ -f "$state" ] || { echo "s3rver: nothing to stop ($state absent)"; return 0; }
   # shellcheck disable=SC1090
   . "$state"
   if [ -n "$S3RVER_PID" ] && kill -0 "$S3RVER_PID" 2>/dev/null; then
     # setsid made the wrapper a group leader: the group is s3rver and nothing else.
     kill -TERM -- "-$S3RVER_PID" 2>/dev/null || kill -TERM "$S3RVER_PID" 2>/dev/null || true
-    for i in $(seq 50); do kill -0 "$S3RVER_PID" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 50); do kill -0 "$S3RVER_PID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL -- "-$S3RVER_PID" 2>/dev/null || true
   fi
   case "$S3RVER_DATA" in
