@@ -48,7 +48,7 @@ start() {
   deadline=$((SECONDS + START_WAIT_S))
   while [ -z "$port" ] && [ $SECONDS -lt $deadline ]; do
     kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; rm -rf "$data" "$log"; die "s3rver exited at start"; }
-    port=$(sed -n 's/^S3rver listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log")
+    port=$(sed -n 's/^S3rver listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" 2>/dev/null || true)
     [ -n "$port" ] || sleep 0.1
   done
   if [ -z "$port" ] || ! wait_until_answering "http://127.0.0.1:$port"; then
