@@ -111,6 +111,9 @@ static int range_finish(void *ud, size_t i, s3_request *req, s3_error *err)
         return 1;
     }
     memcpy(j->ranges[i].md5, req->md5, 16);
+    /* Start writing this range back now, so the fsync before the rename
+     * waits for the tail only, not the whole file. Errors surface there. */
+    sync_file_range(j->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
     if (j->md5_whole) {
         j->finished[i] = 1;
         if (hash_ready_ranges(j) != 0) {
