@@ -117,6 +117,26 @@ local function submit(pool, call, node)
   return id
 end
 
+-- Submits every call, or none: when call i cannot be sent, the ones already
+-- queued are released and the error names call i. nodes[i] pins call i.
+local function submit_all(pool, calls, nodes)
+  local ids = {}
+  for i, call in ipairs(calls) do
+    if getmetatable(call) ~= Call then
+      for _, id in ipairs(ids) do pool:_release(id) end
+      error(("%scall %d: expected a pending call (a sky.fn called with its arguments), got %s")
+        :format(user_where(), i, type(call)), 0)
+    end
+    local id, err = pool:_submit(call.fn.f, call.args, call.limit, nodes and nodes[i])
+    if not id then
+      for _, queued in ipairs(ids) do pool:_release(queued) end
+      error(("%scall %d: %s"):format(user_where(), i, err), 0)
+    end
+    ids[i] = id
+  end
+  return ids
+end
+
 -- Waits for a call and returns its results, or raises its remote error.
 local function await(pool, id)
   local r = pack(pool:_wait(id))
@@ -178,9 +198,7 @@ end
 
 --- pool:gather(calls) -> list of each call's first result, in order.
 function Pool:gather(calls)
-  local ids = {}
-  for i, c in ipairs(calls) do ids[i] = submit(self, c) end
-  return wait_each(self, ids)
+  return wait_each(self, submit_all(self, calls))
 end
 
 local Future = {}
@@ -192,10 +210,12 @@ function Pool:submit(call)
 end
 
 function Future:wait()
-  if not self.results then
-    self.results = pack(self.pool:_wait(self.id))
-  end
   local r = self.results
+  if not r then
+    r = pack(self.pool:_wait(self.id))
+    -- an interrupted wait abandons the call: the future has no result to keep
+    if r[1] or r[2].kind ~= "interrupted" then self.results = r end
+  end
   if not r[1] then raise_remote(r[2]) end
   return unpack(r, 2, r.n)
 end
@@ -215,19 +235,19 @@ end
 
 --- pool:broadcast(call) -> { [node+1] = result } : the call once on every node.
 function Pool:broadcast(call)
-  local ids = {}
-  for node = 0, self:info().nodes - 1 do ids[#ids + 1] = submit(self, call, node) end
-  return wait_each(self, ids)
+  local calls, nodes = {}, {}
+  for node = 0, self:info().nodes - 1 do
+    calls[#calls + 1] = call
+    nodes[#nodes + 1] = node
+  end
+  return wait_each(self, submit_all(self, calls, nodes))
 end
 
 --- for i, result in pool:stream(calls) do … end — in completion order;
 --- i is the call's position in calls.
 function Pool:stream(calls)
-  local ids, index = {}, {}
-  for i, c in ipairs(calls) do
-    ids[i] = submit(self, c)
-    index[ids[i]] = i
-  end
+  local ids, index = submit_all(self, calls), {}
+  for i, id in ipairs(ids) do index[id] = i end
   return function()
     if #ids == 0 then return nil end
     local k = self:_wait_any(ids)

@@ -34,7 +34,8 @@
 #define SHORT_CALL_SECONDS 0.002
 #define TIMEOUT_GRACE 2.0       /* after a call's timeout, the worker's own hook has this long */
 #define STOP_GRACE 1.0          /* workers get this long to exit after BYE */
-#define MAX_RESPAWNS 16         /* per worker slot: a worker that keeps dying stays dead */
+#define MAX_RESPAWNS 16         /* per worker slot without a successful call in between */
+#define STALL_MIN_SECONDS 0.001 /* a head call older than this (and 10x the average) stalls pipelining */
 #define READ_CHUNK 65536
 
 enum worker_state { W_STARTING, W_READY, W_DEAD };
@@ -54,6 +55,7 @@ typedef struct worker {
     sky_buf in, out, scratch;
     sky_buf partial[3];         /* unfinished output line per stream (1, 2) */
     sky_buf diag;               /* unfinished stderr line */
+    unsigned generation;        /* bumped at every spawn: frames of a lost process are dropped */
     protoset known;
     sky_call **inflight;        /* FIFO ring */
     size_t head, count;
@@ -88,6 +90,7 @@ struct sky_pool {
     int *pfd_worker;
     char last_error[1200];
     int closing;
+    int creating;               /* in sky_pool_new: a failed worker fails the pool, no respawn */
 };
 
 static double now(void)
@@ -162,7 +165,9 @@ static void default_output(void *ud, int node, int worker_index, int stream, con
     (void)ud;
     (void)worker_index;
     FILE *f = stream == 2 ? stderr : stdout;
-    fprintf(f, "[node %d] %.*s\n", node, (int)len, line);
+    fprintf(f, "[node %d] ", node);
+    fwrite(line, 1, len, f);   /* not %.*s: the line may hold NUL bytes */
+    fputc('\n', f);
     fflush(f);
 }
 
@@ -231,6 +236,7 @@ static int spawn(sky_pool *p, worker *w, char *err, size_t errlen)
     set_nonblocking(w->proc.diagnostics);
     w->state = W_STARTING;
     w->started_at = now();
+    w->generation++;
     return 0;
 }
 
@@ -306,28 +312,44 @@ static void note_service_time(sky_pool *p, worker *w, sky_call *c)
 }
 
 /* The worker died or was killed: requeue or fail what it was running, start a replacement. */
-static void lose_worker(sky_pool *p, worker *w, const char *why)
+static void read_diagnostics(sky_pool *p, worker *w);
+
+static void requeue_front(sky_pool *p, sky_call *c)
+{
+    sky_call_queue_push_front(c->node_pin >= 0 ? &p->pinned[c->node_pin] : &p->queue, c);
+}
+
+/* The worker died or was killed: requeue or fail what it was running, start
+ * a replacement. `culprit` is a call that already has its own outcome (a
+ * timeout): the calls pipelined behind it are innocent and are requeued
+ * without being charged an attempt. */
+static void lose_worker_after(sky_pool *p, worker *w, const char *why, int innocent)
 {
     char how[160];
+    if (w->proc.diagnostics >= 0)
+        read_diagnostics(p, w);   /* its last words explain the loss */
+    if (w->diag.len)
+        emit_lines(p, w, 2, &w->diag, NULL, 0, 1);
     describe_exit(w, how, sizeof how);
     p->stats.workers_lost++;
     close_proc(w);
     char msg[512];
     snprintf(msg, sizeof msg, "worker lost: node %d worker %d %s%s%s", w->node, w->index, how,
              why ? ": " : "", why ? why : "");
+    /* From the newest to the oldest, each to the front: the queue keeps their order. */
     while (w->count) {
-        sky_call *c = w->inflight[w->head];
-        w->head = (w->head + 1) % MAX_DEPTH;
+        size_t last = (w->head + w->count - 1) % MAX_DEPTH;
+        sky_call *c = w->inflight[last];
         w->count--;
         c->worker = -1;
+        if (innocent && c->outcome.attempts > 0)
+            c->outcome.attempts--;
         if (c->abandoned) {
             finish_call(p, c);
         } else if (c->outcome.attempts <= p->opts.retries && !p->closing) {
-            p->stats.retries++;
-            if (c->node_pin >= 0)
-                sky_call_queue_push_front(&p->pinned[c->node_pin], c);
-            else
-                sky_call_queue_push_front(&p->queue, c);
+            if (!innocent)
+                p->stats.retries++;
+            requeue_front(p, c);
         } else {
             char full[700];
             snprintf(full, sizeof full, "%s (after %d attempt%s)", msg, c->outcome.attempts,
@@ -335,14 +357,26 @@ static void lose_worker(sky_pool *p, worker *w, const char *why)
             fail_call(p, c, SKY_ERR_LOST, full, "");
         }
     }
+    w->head = 0;
     snprintf(p->last_error, sizeof p->last_error, "%s", msg);
     w->state = W_DEAD;
-    if (p->closing || w->respawns >= MAX_RESPAWNS)
+    if (p->closing || p->creating)
         return;
+    if (w->respawns >= MAX_RESPAWNS) {
+        snprintf(p->last_error, sizeof p->last_error,
+                 "no worker left: node %d worker %d was restarted %d times without completing a call; last: %.600s",
+                 w->node, w->index, MAX_RESPAWNS, msg);
+        return;
+    }
     w->respawns++;
     char err[512];
     if (spawn(p, w, err, sizeof err) != 0)
         snprintf(p->last_error, sizeof p->last_error, "%.600s; restarting it failed: %.500s", msg, err);
+}
+
+static void lose_worker(sky_pool *p, worker *w, const char *why)
+{
+    lose_worker_after(p, w, why, 0);
 }
 
 static void write_define_frames(sky_pool *p, worker *w, const sky_call *c)
@@ -394,14 +428,11 @@ static sky_call *next_call_for(sky_pool *p, worker *w)
     sky_call_queue *qs[2] = { &p->pinned[w->node], &p->queue };
     for (int k = 0; k < 2; k++) {
         sky_call_queue *q = qs[k];
+        while (q->head && q->head->abandoned)   /* released before they ran */
+            finish_call(p, sky_call_queue_pop(q));
         sky_call *c = q->head;
         if (!c)
             continue;
-        if (c->abandoned) {
-            sky_call_queue_pop(q);
-            finish_call(p, c);
-            return next_call_for(p, w);
-        }
         if (c->timeout > 0 && w->count > 0)
             continue;   /* a timed call starts only on an idle worker */
         return sky_call_queue_pop(q);
@@ -409,14 +440,34 @@ static sky_call *next_call_for(sky_pool *p, worker *w)
     return NULL;
 }
 
+/* May this worker take one more call now? Nothing goes behind a call with a
+ * timeout (its worker may be killed), nor behind a call that has already run
+ * much longer than calls usually take (it would hold the new one hostage). */
+static int can_take_more(const sky_pool *p, const worker *w, double t)
+{
+    if (w->state != W_READY)
+        return 0;
+    if (w->count == 0)
+        return 1;
+    const sky_call *head = w->inflight[w->head];
+    if (head->timeout > 0)
+        return 0;
+    const sky_call *tail = w->inflight[(w->head + w->count - 1) % MAX_DEPTH];
+    if (tail->timeout > 0)
+        return 0;
+    double patience = 10 * p->avg_call > STALL_MIN_SECONDS ? 10 * p->avg_call : STALL_MIN_SECONDS;
+    return t - head->started < patience;
+}
+
 static void dispatch(sky_pool *p)
 {
     int limit = depth_limit(p);
+    double t = now();
     for (int level = 1; level <= limit; level++) {
         int progressed = 0;
         for (int k = 0; k < p->nworkers; k++) {
             worker *w = &p->workers[(p->rr + k) % p->nworkers];
-            if (w->state != W_READY || (int)w->count >= level)
+            if ((int)w->count >= level || !can_take_more(p, w, t))
                 continue;
             sky_call *c = next_call_for(p, w);
             if (!c)
@@ -514,6 +565,16 @@ static int handle_hello(sky_pool *p, worker *w, const wire_frame *f, char *err, 
     return 0;
 }
 
+/* A call's last partial lines, so the next call's output starts on its own line. */
+static void flush_call_output(sky_pool *p, worker *w)
+{
+    for (int s = 1; s <= 2; s++)
+        emit_lines(p, w, s, &w->partial[s], NULL, 0, 1);
+    if (w->proc.diagnostics >= 0)
+        read_diagnostics(p, w);
+    emit_lines(p, w, 2, &w->diag, NULL, 0, 1);
+}
+
 static void handle_result(sky_pool *p, worker *w, const wire_frame *f)
 {
     uint64_t id;
@@ -528,14 +589,14 @@ static void handle_result(sky_pool *p, worker *w, const wire_frame *f)
     if (!c)
         return;
     note_service_time(p, w, c);
+    w->respawns = 0;
     if (!c->abandoned) {
         sky_call_set_results(c, vals, n);
         c->outcome.values = c->results;
         c->outcome.values_len = n;
         c->outcome.status = SKY_CALL_OK;
     }
-    for (int s = 1; s <= 2; s++)
-        emit_lines(p, w, s, &w->partial[s], NULL, 0, 1);
+    flush_call_output(p, w);
     finish_call(p, c);
 }
 
@@ -554,8 +615,8 @@ static void handle_error(sky_pool *p, worker *w, const wire_frame *f)
     if (!c)
         return;
     note_service_time(p, w, c);
-    for (int s = 1; s <= 2; s++)
-        emit_lines(p, w, s, &w->partial[s], NULL, 0, 1);
+    w->respawns = 0;   /* it ran a call to its end: a user error is no crash */
+    flush_call_output(p, w);
     char *m = strndup(msg, msg_len), *t = strndup(tb, tb_len);
     fail_call(p, c, kind, m, t);
     free(m);
@@ -576,8 +637,42 @@ static void handle_output(sky_pool *p, worker *w, const wire_frame *f)
 }
 
 /* Reads what the worker wrote and handles every complete frame. */
+/* Handles one frame. Returns 0, or -1 when the worker process is gone (its
+ * buffers were reset by then and must not be touched by the caller). */
+static int handle_frame(sky_pool *p, worker *w, const wire_frame *f)
+{
+    unsigned gen = w->generation;
+    char err[512];
+    switch (f->type) {
+    case WIRE_HELLO:
+        if (w->state == W_STARTING && handle_hello(p, w, f, err, sizeof err) != 0) {
+            snprintf(p->last_error, sizeof p->last_error, "%s", err);
+            kill(w->proc.pid, SIGKILL);
+            describe_exit(w, err, sizeof err);
+            close_proc(w);
+            w->state = W_DEAD;   /* another protocol: restarting it would not help */
+            return -1;
+        }
+        break;
+    case WIRE_RESULT:
+        handle_result(p, w, f);
+        break;
+    case WIRE_ERROR:
+        handle_error(p, w, f);
+        break;
+    case WIRE_OUTPUT:
+        handle_output(p, w, f);
+        break;
+    default:
+        break;   /* unknown types from a newer worker are ignored */
+    }
+    return w->generation == gen && w->state != W_DEAD ? 0 : -1;
+}
+
+/* Reads what the worker wrote and handles every complete frame. */
 static void read_frames(sky_pool *p, worker *w)
 {
+    int eof = 0;
     for (int rounds = 0; rounds < 64; rounds++) {
         sky_buf_reserve(&w->in, READ_CHUNK);
         ssize_t n = read(w->proc.from_worker, w->in.data + w->in.len, READ_CHUNK);
@@ -590,28 +685,11 @@ static void read_frames(sky_pool *p, worker *w)
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             break;
-        /* EOF or error: handle what arrived, then the worker is gone. */
-        size_t off = 0;
-        for (;;) {
-            wire_frame f;
-            size_t used;
-            wire_err we;
-            if (wire_frame_next(w->in.data + off, w->in.len - off, &w->scratch, &f, &used, &we) != WIRE_OK)
-                break;
-            off += used;
-            if (f.type == WIRE_RESULT)
-                handle_result(p, w, &f);
-            else if (f.type == WIRE_ERROR)
-                handle_error(p, w, &f);
-            else if (f.type == WIRE_OUTPUT)
-                handle_output(p, w, &f);
-        }
-        sky_buf_reset(&w->in);
-        lose_worker(p, w, w->state == W_STARTING ? "before the handshake" : NULL);
-        return;
+        eof = 1;   /* handle what arrived, then the worker is gone */
+        break;
     }
     size_t off = 0;
-    while (w->state != W_DEAD) {
+    for (;;) {
         wire_frame f;
         size_t used;
         wire_err we;
@@ -625,33 +703,14 @@ static void read_frames(sky_pool *p, worker *w)
             return;
         }
         off += used;
-        char err[512];
-        switch (f.type) {
-        case WIRE_HELLO:
-            if (w->state == W_STARTING && handle_hello(p, w, &f, err, sizeof err) != 0) {
-                snprintf(p->last_error, sizeof p->last_error, "%s", err);
-                kill(w->proc.pid, SIGKILL);
-                describe_exit(w, err, sizeof err);
-                close_proc(w);
-                w->state = W_DEAD;
-                return;
-            }
-            break;
-        case WIRE_RESULT:
-            handle_result(p, w, &f);
-            break;
-        case WIRE_ERROR:
-            handle_error(p, w, &f);
-            break;
-        case WIRE_OUTPUT:
-            handle_output(p, w, &f);
-            break;
-        default:
-            break;   /* unknown types from a newer worker are ignored */
-        }
+        if (handle_frame(p, w, &f) != 0)
+            return;
     }
-    if (w->state != W_DEAD)
-        sky_buf_consume(&w->in, off);
+    sky_buf_consume(&w->in, off);
+    if (eof) {
+        sky_buf_reset(&w->in);
+        lose_worker(p, w, w->state == W_STARTING ? "before the handshake" : NULL);
+    }
 }
 
 static void read_diagnostics(sky_pool *p, worker *w)
@@ -705,7 +764,7 @@ static void check_deadlines(sky_pool *p)
                  c->timeout, w->node, w->index);
         fail_call(p, c, SKY_ERR_TIMEOUT, msg, "");
         kill(w->proc.pid, SIGKILL);
-        lose_worker(p, w, "killed after a call timed out");
+        lose_worker_after(p, w, "killed after a call timed out", 1);
     }
 }
 
@@ -907,6 +966,8 @@ sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_Stat
         p->opts.retries = 0;
     if (p->opts.start_timeout <= 0)
         p->opts.start_timeout = 30;
+    if (p->opts.timeout < 0)
+        p->opts.timeout = 0;
     if (!p->opts.on_output)
         p->opts.on_output = default_output;
     p->codec = codec;
@@ -965,6 +1026,7 @@ sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_Stat
         if (p->provider->start_node(p->provider, node, err, errlen) != 0)
             goto fail;
     }
+    p->creating = 1;
     for (int i = 0; i < p->nworkers; i++)
         if (spawn(p, &p->workers[i], err, errlen) != 0)
             goto fail;
@@ -988,8 +1050,7 @@ sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_Stat
         }
         pump(p, 1);
     }
-    for (int i = 0; i < p->nworkers; i++)
-        p->workers[i].respawns = 0;
+    p->creating = 0;
     return p;
 fail:
     sky_pool_free(p);

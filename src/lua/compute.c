@@ -20,8 +20,13 @@
 #define POOL_TYPE "sky.pool"
 #define CODEC_KEY "sky.codec"
 
+/* A Lua finalizer can run during any allocation, and it may close this very
+ * pool (pool:close() in some object's __gc). While a method runs, `busy` is
+ * set and close() only marks the pool; the method frees it on its way out. */
 typedef struct pool_ud {
     sky_pool *pool;
+    int busy;
+    int close_pending;
 } pool_ud;
 
 typedef struct codec_ud {
@@ -63,9 +68,21 @@ static wire_codec *state_codec(lua_State *L)
 static pool_ud *check_pool(lua_State *L, int idx)
 {
     pool_ud *u = luaL_checkudata(L, idx, POOL_TYPE);
-    if (!u->pool)
+    if (!u->pool || u->close_pending)
         luaL_error(L, "the pool is closed");
     return u;
+}
+
+/* Methods that run the pool and allocate Lua values bracket that part with
+ * enter/leave; argument errors are raised before enter. */
+static void enter(pool_ud *u) { u->busy++; }
+
+static void leave(pool_ud *u)
+{
+    if (--u->busy == 0 && u->close_pending && u->pool) {
+        sky_pool_free(u->pool);
+        u->pool = NULL;
+    }
 }
 
 static int opt_int_field(lua_State *L, int t, const char *k, int dflt)
@@ -106,6 +123,8 @@ static int pool_new(lua_State *L)
     o.workers = opt_int_field(L, 1, "workers", 1);
     o.retries = opt_int_field(L, 1, "retries", 3);
     o.timeout = opt_num_field(L, 1, "timeout", 0);
+    if (o.timeout < 0)
+        return luaL_error(L, "sky.compute: timeout must be 0 (none) or a positive number of seconds");
     lua_getfield(L, 1, "quiet");
     o.quiet = lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -117,6 +136,7 @@ static int pool_new(lua_State *L)
     wire_codec *codec = state_codec(L);
     pool_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
     u->pool = NULL;
+    u->busy = u->close_pending = 0;
     luaL_setmetatable(L, POOL_TYPE);
     char err[600];
     u->pool = sky_pool_new(&o, codec, L, err, sizeof err);
@@ -138,7 +158,10 @@ static int pool_submit(lua_State *L)
     lua_getfield(L, 3, "n");
     int nargs = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : (int)lua_rawlen(L, 3);
     lua_pop(L, 1);
+    if (timeout < 0)
+        return luaL_error(L, "timeout must be positive (got %f)", timeout);
     luaL_checkstack(L, nargs + 2, "too many arguments");
+    wire_codec *codec = state_codec(L);
     int base = lua_gettop(L) + 1;
     lua_pushvalue(L, 2);
     for (int i = 1; i <= nargs; i++)
@@ -146,18 +169,18 @@ static int pool_submit(lua_State *L)
     sky_buf out = SKY_BUF_INIT;
     wire_hashes protos = { 0 };
     wire_err we;
-    int rc = wire_encode(state_codec(L), L, base, nargs + 1, WIRE_ROOTS_CALL, &out, &protos, &we);
+    enter(u);
+    int rc = wire_encode(codec, L, base, nargs + 1, WIRE_ROOTS_CALL, &out, &protos, &we);
     lua_settop(L, base - 1);
+    uint64_t id = rc == 0 ? sky_pool_submit(u->pool, out.data, out.len, &protos, timeout, node) : 0;
+    sky_buf_free(&out);
+    wire_hashes_free(&protos);
+    leave(u);
     if (rc != 0) {
-        sky_buf_free(&out);
-        wire_hashes_free(&protos);
         lua_pushnil(L);
         lua_pushstring(L, we.msg);
         return 2;
     }
-    uint64_t id = sky_pool_submit(u->pool, out.data, out.len, &protos, timeout, node);
-    sky_buf_free(&out);
-    wire_hashes_free(&protos);
     if (!id)
         return luaL_error(L, "the pool is closed");
     lua_pushinteger(L, (lua_Integer)id);
@@ -173,10 +196,13 @@ static int pool_submit_each(lua_State *L)
     luaL_checktype(L, 2, LUA_TFUNCTION);
     luaL_checktype(L, 3, LUA_TTABLE);
     double timeout = luaL_optnumber(L, 4, 0);
+    if (timeout < 0)
+        return luaL_error(L, "timeout must be positive (got %f)", timeout);
     lua_Integer n = (lua_Integer)lua_rawlen(L, 3);
     wire_codec *codec = state_codec(L);
     lua_createtable(L, (int)n, 0);
     int ids = lua_gettop(L);
+    enter(u);
     sky_buf out = SKY_BUF_INIT;
     wire_hashes protos = { 0 };
     for (lua_Integer i = 1; i <= n; i++) {
@@ -194,6 +220,7 @@ static int pool_submit_each(lua_State *L)
             }
             sky_buf_free(&out);
             wire_hashes_free(&protos);
+            leave(u);
             lua_pushnil(L);
             lua_pushfstring(L, "map element %I: %s", i, we.msg);
             return 2;
@@ -205,6 +232,7 @@ static int pool_submit_each(lua_State *L)
     }
     sky_buf_free(&out);
     wire_hashes_free(&protos);
+    leave(u);
     return 1;
 }
 
@@ -219,21 +247,20 @@ static int pool_wait_each(lua_State *L)
     lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
     lua_createtable(L, (int)n, 0);
     int list = lua_gettop(L);
+    enter(u);
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, 2, i);
         uint64_t id = (uint64_t)lua_tointeger(L, -1);
         lua_pop(L, 1);
-        const sky_call_outcome *o = sky_pool_wait(u->pool, id);
-        int interrupted = o->error_kind == SKY_ERR_INTERRUPTED;
-        int pushed = push_outcome(L, o);
-        if (!interrupted)
-            sky_pool_release(u->pool, id);
+        int pushed = push_outcome(L, sky_pool_wait(u->pool, id));
+        sky_pool_release(u->pool, id);   /* a call abandoned by an interrupt is dropped when it ends */
         if (!lua_toboolean(L, -pushed)) {
             for (lua_Integer j = i + 1; j <= n; j++) {
                 lua_rawgeti(L, 2, j);
                 sky_pool_release(u->pool, (uint64_t)lua_tointeger(L, -1));
                 lua_pop(L, 1);
             }
+            leave(u);
             lua_pushinteger(L, i);
             return 3;
         }
@@ -243,6 +270,7 @@ static int pool_wait_each(lua_State *L)
         }
         lua_settop(L, list);
     }
+    leave(u);
     return 1;
 }
 
@@ -300,10 +328,10 @@ static int pool_wait(lua_State *L)
 {
     pool_ud *u = check_pool(L, 1);
     uint64_t id = (uint64_t)luaL_checkinteger(L, 2);
-    const sky_call_outcome *o = sky_pool_wait(u->pool, id);
-    int n = push_outcome(L, o);
-    if (o->error_kind != SKY_ERR_INTERRUPTED)
-        sky_pool_release(u->pool, id);
+    enter(u);
+    int n = push_outcome(L, sky_pool_wait(u->pool, id));
+    sky_pool_release(u->pool, id);   /* a call abandoned by an interrupt is dropped when it ends */
+    leave(u);
     return n;
 }
 
@@ -312,7 +340,10 @@ static int pool_done(lua_State *L)
 {
     pool_ud *u = check_pool(L, 1);
     uint64_t id = (uint64_t)luaL_checkinteger(L, 2);
-    lua_pushboolean(L, sky_pool_poll(u->pool, id) != NULL);
+    enter(u);
+    int done = sky_pool_poll(u->pool, id) != NULL;
+    leave(u);
+    lua_pushboolean(L, done);
     return 1;
 }
 
@@ -330,7 +361,9 @@ static int pool_wait_any(lua_State *L)
         ids[i] = (uint64_t)lua_tointeger(L, -1);
         lua_pop(L, 1);
     }
+    enter(u);
     int k = sky_pool_wait_any(u->pool, ids, n);
+    leave(u);
     if (k < 0)
         return 0;
     lua_pushinteger(L, k + 1);
@@ -344,7 +377,23 @@ static int pool_release(lua_State *L)
     return 0;
 }
 
+/* close() and __close: deferred while one of this pool's methods runs. */
 static int pool_close(lua_State *L)
+{
+    pool_ud *u = luaL_checkudata(L, 1, POOL_TYPE);
+    if (u->busy) {
+        u->close_pending = 1;
+        return 0;
+    }
+    if (u->pool) {
+        sky_pool_free(u->pool);
+        u->pool = NULL;
+    }
+    return 0;
+}
+
+/* __gc: the userdata is unreachable, so none of its methods is running. */
+static int pool_gc(lua_State *L)
 {
     pool_ud *u = luaL_checkudata(L, 1, POOL_TYPE);
     if (u->pool) {
@@ -365,13 +414,19 @@ static int pool_info(lua_State *L)
     lua_pushinteger(L, sky_pool_workers_per_node(u->pool));
     lua_setfield(L, -2, "workers");
     lua_createtable(L, nodes, 0);
+    enter(u);
     for (int n = 0; n < nodes; n++) {
         size_t len = 0;
         const uint8_t *facts = sky_pool_node_facts(u->pool, n, &len);
         wire_err we;
-        if (facts && wire_decode(state_codec(L), L, facts, len, &we) == 1)
+        int top = lua_gettop(L);
+        if (facts && wire_decode(state_codec(L), L, facts, len, &we) >= 1) {
+            lua_settop(L, top + 1);
             lua_rawseti(L, -2, n);
+        }
+        lua_settop(L, top);
     }
+    leave(u);
     lua_setfield(L, -2, "node");
     return 1;
 }
@@ -435,7 +490,7 @@ static const luaL_Reg pool_methods[] = {
 };
 
 static const luaL_Reg pool_meta[] = {
-    { "__gc", pool_close },
+    { "__gc", pool_gc },
     { "__close", pool_close },
     { "__tostring", pool_tostring },
     { NULL, NULL },

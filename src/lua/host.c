@@ -3,9 +3,10 @@
  *
  * A Lua state with the standard libraries and `sky` loaded, a message
  * handler that keeps file:line and a traceback, and the interrupt wiring:
- * SIGINT/SIGTERM set a flag (util/interrupt) and a Lua hook, so that both
- * running Lua code and a pool waiting for results stop with an
- * "interrupted" error, and every `<close>` pool is torn down on the way out.
+ * SIGINT/SIGTERM set a flag (util/interrupt) that a Lua count hook and the
+ * pool's wait loops check, so that both running Lua code and a pool waiting
+ * for results stop with an "interrupted" error, and every `<close>` pool is
+ * torn down on the way out.
  */
 #include <lauxlib.h>
 #include <lualib.h>
@@ -24,22 +25,25 @@ struct sky_host {
     char *error;
 };
 
-/* The state the signal hook stops. One host handles signals at a time. */
-static lua_State *volatile signal_state;
+/* "interrupted" was raised for the pending signal: raise it once, so the
+ * `<close>` handlers that run while the error unwinds are not interrupted too. */
+static volatile sig_atomic_t interrupt_raised;
 
-static void stop_hook(lua_State *L, lua_Debug *ar)
+#define INTERRUPT_CHECK_INSTRUCTIONS 1000
+
+/*
+ * A count hook on the main state, checking the interrupt flag every 1000
+ * instructions. Coroutines inherit their creator's hook, so Lua code in a
+ * coroutine stops as well; setting a hook from the signal handler would
+ * reach the main thread only.
+ */
+static void interrupt_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
-    lua_sethook(L, NULL, 0, 0);
-    luaL_error(L, "interrupted");
-}
-
-static void on_interrupt(int sig)
-{
-    (void)sig;
-    lua_State *L = signal_state;
-    if (L)   /* lua_sethook is documented as safe to call from a signal handler */
-        lua_sethook(L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    if (sky_interrupt_pending() && !interrupt_raised) {
+        interrupt_raised = 1;
+        luaL_error(L, "interrupted");
+    }
 }
 
 static int message_handler(lua_State *L)
@@ -83,9 +87,9 @@ static int protected_run(sky_host *h, int nargs)
     } else {
         set_error(h, "interrupted");
     }
-    lua_sethook(L, NULL, 0, 0);
     if (sig) {
         sky_interrupt_clear();
+        interrupt_raised = 0;
         return 128 + sig;
     }
     return 1;
@@ -133,8 +137,8 @@ sky_host *sky_host_new(const sky_host_options *opts)
     lua_pop(L, 2);
 
     if (h->opts.handle_signals) {
-        signal_state = L;
-        sky_interrupt_set_callback(on_interrupt);
+        interrupt_raised = 0;
+        lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, INTERRUPT_CHECK_INSTRUCTIONS);
         sky_interrupt_install();
     }
     return h;
@@ -186,10 +190,6 @@ void sky_host_free(sky_host *h)
 {
     if (!h)
         return;
-    if (signal_state == h->L) {
-        signal_state = NULL;
-        sky_interrupt_set_callback(NULL);
-    }
     lua_close(h->L);   /* runs __gc of every pool still open: workers stopped */
     free(h->error);
     free(h);

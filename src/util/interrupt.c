@@ -3,12 +3,17 @@
 
 #include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-#define MAX_TRACKED 256
+#define MAX_TRACKED 1100   /* more than the 1024 nodes a pool may have */
 
 static volatile sig_atomic_t pending_signal;
 static volatile pid_t tracked[MAX_TRACKED];   /* 0 = free slot */
+
+#define MAX_DIRS 64
+#define DIR_LEN 512
+static char tracked_dirs[MAX_DIRS][DIR_LEN];   /* "" = free slot */
 static int installed;
 static void (*volatile on_interrupt)(int sig);
 
@@ -19,6 +24,37 @@ void sky_interrupt_kill_tracked(void)
         if (g > 0)
             kill(-g, SIGKILL);
     }
+    for (int i = 0; i < MAX_DIRS; i++) {
+        if (!tracked_dirs[i][0])
+            continue;
+        pid_t pid = fork();
+        if (pid == 0) {
+            char *argv[] = { "rm", "-rf", "--", tracked_dirs[i], NULL };
+            char *envp[] = { NULL };
+            execve("/bin/rm", argv, envp);
+            _exit(127);
+        }
+        if (pid > 0)
+            waitpid(pid, NULL, 0);
+    }
+}
+
+void sky_interrupt_track_dir(const char *path)
+{
+    if (strlen(path) >= DIR_LEN)
+        return;
+    for (int i = 0; i < MAX_DIRS; i++)
+        if (!tracked_dirs[i][0]) {
+            memcpy(tracked_dirs[i], path, strlen(path) + 1);
+            return;
+        }
+}
+
+void sky_interrupt_untrack_dir(const char *path)
+{
+    for (int i = 0; i < MAX_DIRS; i++)
+        if (strcmp(tracked_dirs[i], path) == 0)
+            tracked_dirs[i][0] = 0;
 }
 
 static void on_signal(int sig)

@@ -29,7 +29,13 @@ void sky_interrupt_raise(int sig);
  * registered by providers when they start a node, removed at teardown. */
 void sky_interrupt_track_pgid(pid_t pgid);
 void sky_interrupt_untrack_pgid(pid_t pgid);
-/* Called from the handler (async-signal-safe) and at exit: SIGKILL every tracked group. */
+/* Folders to remove in that case (node working directories): registered
+ * with the process groups, removed at teardown. */
+void sky_interrupt_track_dir(const char *path);
+void sky_interrupt_untrack_dir(const char *path);
+/* Called from the handler (async-signal-safe): SIGKILL every tracked group,
+ * then remove every tracked folder (with /bin/rm, fork and execve being
+ * async-signal-safe where free() and nftw() are not). */
 void sky_interrupt_kill_tracked(void);
 
 #endif

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A pool is torn down on every exit path of the host: normal end, Lua error,
-# SIGINT, SIGTERM — and even when the host is SIGKILLed (PDEATHSIG).
-# After each, no worker process and no node working directory remain.
-# usage: teardown.sh normal_end|lua_error|sigint|sigterm|host_sigkill SKYRUN
+# SIGINT, SIGTERM, SIGINT while Lua code runs in a coroutine, a second SIGINT
+# while the host is stuck in C (os.execute) — and even when the host is
+# SIGKILLed (PDEATHSIG). After each, no worker process remains, and (except
+# after SIGKILL) no node working directory.
+# usage: teardown.sh normal_end|lua_error|sigint|sigterm|host_sigkill|sigint_in_coroutine|second_sigint SKYRUN
 source "$(dirname "$0")/lib.sh"
 mode=$1 skyrun=$2
 make_tmp
@@ -18,6 +20,16 @@ os.rename("$TMP/pids.tmp", "$TMP/pids")
 local wd = sky.fn(function() local p = io.popen("pwd"); local d = p:read("l"); p:close(); return d end)
 local d = io.open("$TMP/workdir", "w"); d:write((wd() >> pool), "\n"); d:close()
 if mode == "lua_error" then error("deliberate failure") end
+if mode == "sigint_in_coroutine" then
+  local ready = io.open("$TMP/looping", "w"); ready:write("1"); ready:close()
+  coroutine.wrap(function() while true do end end)()
+end
+if mode == "second_sigint" then
+  local ready = io.open("$TMP/looping", "w"); ready:write("1"); ready:close()
+  -- the host blocks in C (not os.execute: system() ignores SIGINT while it
+  -- waits): only a second signal ends it at once
+  io.popen("sleep 20"):read("a")
+end
 if mode == "sigint" or mode == "sigterm" or mode == "host_sigkill" then
   -- a long call: the host is blocked in the pool's wait when the signal comes
   local spin = sky.fn(function() while true do os.execute("sleep 0.05") end end)
@@ -35,6 +47,9 @@ workdir=$(cat "$TMP/workdir")
 case $workdir in "$TMP"/skyrun-*/node-*) ;; *) fail "unexpected node working directory $workdir" ;; esac
 
 case $mode in
+  sigint_in_coroutine) wait_for_file "$TMP/looping" 30; sleep 0.2; kill -INT "$host" ;;
+  second_sigint) wait_for_file "$TMP/looping" 30; sleep 0.2
+                 kill -INT "$host"; sleep 0.3; kill -INT "$host" ;;
   sigint) sleep 0.3; kill -INT "$host" ;;
   sigterm) sleep 0.3; kill -TERM "$host" ;;
   host_sigkill) sleep 0.3; kill -KILL "$host" ;;
@@ -46,8 +61,10 @@ case $mode in
               grep -q finished "$TMP/out" || fail "script did not finish" ;;
   lua_error) [ "$EXIT_STATUS" -eq 1 ] || fail "exit status $EXIT_STATUS, expected 1"
              grep -q "script.lua:10: deliberate failure" "$TMP/err" || { cat "$TMP/err"; fail "no file:line in the error"; } ;;
-  sigint) [ "$EXIT_STATUS" -eq 130 ] || { cat "$TMP/err"; fail "exit status $EXIT_STATUS, expected 130"; }
+  sigint|sigint_in_coroutine)
+          [ "$EXIT_STATUS" -eq 130 ] || { cat "$TMP/err"; fail "exit status $EXIT_STATUS, expected 130"; }
           grep -q interrupted "$TMP/err" || fail "no 'interrupted' message" ;;
+  second_sigint) [ "$EXIT_STATUS" -eq 130 ] || fail "exit status $EXIT_STATUS, expected 130" ;;
   sigterm) [ "$EXIT_STATUS" -eq 143 ] || { cat "$TMP/err"; fail "exit status $EXIT_STATUS, expected 143"; } ;;
   host_sigkill) [ "$EXIT_STATUS" -eq 137 ] || fail "exit status $EXIT_STATUS, expected 137" ;;
 esac

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <linux/close_range.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -82,7 +83,8 @@ static int start_node(sky_provider *pr, sky_node *node, char *err, size_t errlen
             own_ns = 1;
         if (write(ready[1], &own_ns, 1) != 1)
             _exit(127);
-        close(ready[1]);
+        /* Hold nothing of the host's: its files, other pools' pipes. */
+        close_range(3, ~0U, 0);
         for (;;)
             pause();
     }
@@ -139,6 +141,9 @@ static int spawn_worker(sky_provider *pr, sky_node *node, const char *worker_pat
             reset_signals();
             if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(dia[1], 2) < 0)
                 e = errno, step = "dup2";
+            /* Files the host opened without O_CLOEXEC (Lua's io.open does
+             * that) must not leak into the worker; exec_err stays usable. */
+            close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
         }
         if (!e) {
             execl(worker_path, "skyrun-worker", (char *)NULL);
@@ -228,6 +233,7 @@ static void free_provider(sky_provider *pr)
     localhost *lh = (localhost *)pr;
     if (lh->root) {
         remove_tree(lh->root);
+        sky_interrupt_untrack_dir(lh->root);
         free(lh->root);
     }
     free(lh);
@@ -249,6 +255,7 @@ sky_provider *sky_provider_localhost_new(char *err, size_t errlen)
         return NULL;
     }
     lh->root = strdup(path);
+    sky_interrupt_track_dir(lh->root);   /* removed even if a second Ctrl-C ends the host */
     lh->base.name = "localhost";
     lh->base.start_node = start_node;
     lh->base.spawn_worker = spawn_worker;
