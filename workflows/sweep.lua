@@ -63,7 +63,7 @@ if arg and arg[0] and arg[0]:match("sweep%.lua$") then
   local nodes, workers = tonumber(arg[1]) or 2, tonumber(arg[2]) or 2
   local objective = sky.fn(function(p)
     -- a smooth bowl with its top at x = 3, y = -1
-    local score = -((p.x - 3) ^ 2 + (p.y + 1) ^ 2)
+    local score = 0 - ((p.x - 3) ^ 2 + (p.y + 1) ^ 2)
     return score, sky.instance_info().node
   end)
   local pool <close> = sky.compute { provider = sky.providers.localhost { nodes = nodes, workers = workers } }
