@@ -575,6 +575,17 @@ static void flush_call_output(sky_pool *p, worker *w)
     emit_lines(p, w, 2, &w->diag, NULL, 0, 1);
 }
 
+/* The in-flight call a RESULT or ERROR answers (NULL if none: a stale id). */
+static sky_call *take_answered(sky_pool *p, worker *w, uint64_t id)
+{
+    sky_call *c = inflight_pop_id(w, id);
+    if (!c)
+        return NULL;
+    note_service_time(p, w, c);
+    w->respawns = 0;   /* it ran a call to its end (a user error is no crash) */
+    return c;
+}
+
 static void handle_result(sky_pool *p, worker *w, const wire_frame *f)
 {
     uint64_t id;
@@ -585,11 +596,9 @@ static void handle_result(sky_pool *p, worker *w, const wire_frame *f)
         lose_worker(p, w, we.msg);
         return;
     }
-    sky_call *c = inflight_pop_id(w, id);
+    sky_call *c = take_answered(p, w, id);
     if (!c)
         return;
-    note_service_time(p, w, c);
-    w->respawns = 0;
     if (!c->abandoned) {
         sky_call_set_results(c, vals, n);
         c->outcome.values = c->results;
@@ -611,11 +620,9 @@ static void handle_error(sky_pool *p, worker *w, const wire_frame *f)
         lose_worker(p, w, we.msg);
         return;
     }
-    sky_call *c = inflight_pop_id(w, id);
+    sky_call *c = take_answered(p, w, id);
     if (!c)
         return;
-    note_service_time(p, w, c);
-    w->respawns = 0;   /* it ran a call to its end: a user error is no crash */
     flush_call_output(p, w);
     char *m = strndup(msg, msg_len), *t = strndup(tb, tb_len);
     fail_call(p, c, kind, m, t);

@@ -160,7 +160,11 @@ static int pool_submit(lua_State *L)
     lua_pop(L, 1);
     if (timeout < 0)
         return luaL_error(L, "timeout must be positive (got %f)", timeout);
-    luaL_checkstack(L, nargs + 2, "too many arguments");
+    enter(u);   /* from here on, allocations may run finalizers that close the pool */
+    if (!lua_checkstack(L, nargs + 2)) {
+        leave(u);
+        return luaL_error(L, "too many arguments (%d)", nargs);
+    }
     wire_codec *codec = state_codec(L);
     int base = lua_gettop(L) + 1;
     lua_pushvalue(L, 2);
@@ -169,10 +173,10 @@ static int pool_submit(lua_State *L)
     sky_buf out = SKY_BUF_INIT;
     wire_hashes protos = { 0 };
     wire_err we;
-    enter(u);
     int rc = wire_encode(codec, L, base, nargs + 1, WIRE_ROOTS_CALL, &out, &protos, &we);
     lua_settop(L, base - 1);
-    uint64_t id = rc == 0 ? sky_pool_submit(u->pool, out.data, out.len, &protos, timeout, node) : 0;
+    uint64_t id = rc == 0 && u->pool && !u->close_pending
+                      ? sky_pool_submit(u->pool, out.data, out.len, &protos, timeout, node) : 0;
     sky_buf_free(&out);
     wire_hashes_free(&protos);
     leave(u);
@@ -199,10 +203,10 @@ static int pool_submit_each(lua_State *L)
     if (timeout < 0)
         return luaL_error(L, "timeout must be positive (got %f)", timeout);
     lua_Integer n = (lua_Integer)lua_rawlen(L, 3);
+    enter(u);   /* from here on, allocations may run finalizers that close the pool */
     wire_codec *codec = state_codec(L);
     lua_createtable(L, (int)n, 0);
     int ids = lua_gettop(L);
-    enter(u);
     sky_buf out = SKY_BUF_INIT;
     wire_hashes protos = { 0 };
     for (lua_Integer i = 1; i <= n; i++) {
@@ -245,9 +249,9 @@ static int pool_wait_each(lua_State *L)
     pool_ud *u = check_pool(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
+    enter(u);
     lua_createtable(L, (int)n, 0);
     int list = lua_gettop(L);
-    enter(u);
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, 2, i);
         uint64_t id = (uint64_t)lua_tointeger(L, -1);
@@ -355,13 +359,13 @@ static int pool_wait_any(lua_State *L)
     size_t n = lua_rawlen(L, 2);
     if (n == 0)
         return 0;
+    enter(u);
     uint64_t *ids = lua_newuserdatauv(L, n * sizeof *ids, 0);
     for (size_t i = 0; i < n; i++) {
         lua_rawgeti(L, 2, (lua_Integer)i + 1);
         ids[i] = (uint64_t)lua_tointeger(L, -1);
         lua_pop(L, 1);
     }
-    enter(u);
     int k = sky_pool_wait_any(u->pool, ids, n);
     leave(u);
     if (k < 0)
@@ -407,6 +411,7 @@ static int pool_gc(lua_State *L)
 static int pool_info(lua_State *L)
 {
     pool_ud *u = check_pool(L, 1);
+    enter(u);
     int nodes = sky_pool_nodes(u->pool);
     lua_createtable(L, 0, 3);
     lua_pushinteger(L, nodes);
@@ -414,7 +419,6 @@ static int pool_info(lua_State *L)
     lua_pushinteger(L, sky_pool_workers_per_node(u->pool));
     lua_setfield(L, -2, "workers");
     lua_createtable(L, nodes, 0);
-    enter(u);
     for (int n = 0; n < nodes; n++) {
         size_t len = 0;
         const uint8_t *facts = sky_pool_node_facts(u->pool, n, &len);
