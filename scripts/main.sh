@@ -5,6 +5,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
-cmake --build build -j"$(nproc 2>/dev/null || echo 2)"
+echo "building skyrun (log: build/build.log)..." >&2
+mkdir -p build
+if ! { cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
+       cmake --build build -j"$(nproc 2>/dev/null || echo 2)"; } > build/build.log 2>&1; then
+  tail -n 40 build/build.log >&2
+  exit 1
+fi
 exec build/skyrun examples/hello.lua "$@"
