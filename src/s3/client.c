@@ -199,6 +199,8 @@ int s3_list(s3_client *c, const char *bucket, const char *prefix, int recursive,
 {
     char *token = NULL;
     int rc = -1;
+    if (s3_check_target("ls", bucket, prefix, 0, err) != 0)
+        return -1;
     for (;;) {
         s3_list_page page = { 0 };
         if (list_page(c, bucket, prefix, recursive, token, &page, err) != 0)
@@ -231,6 +233,8 @@ int s3_put_object(s3_client *c, const char *bucket, const char *key, const void 
     unsigned char digest[16];
     char md5_b64[25], md5_hex[33];
     s3_request r;
+    if (s3_check_target("put", bucket, key, 1, err) != 0)
+        return -1;
     s3_content_md5(data ? data : "", len, digest, md5_b64);
     s3_hex(digest, 16, md5_hex);
     s3_request_init(&r, "put", "PUT", bucket, key);
@@ -252,6 +256,8 @@ int s3_put_object(s3_client *c, const char *bucket, const char *key, const void 
 int s3_get_object(s3_client *c, const char *bucket, const char *key, sky_buf *out, s3_error *err)
 {
     s3_request r;
+    if (s3_check_target("get", bucket, key, 1, err) != 0)
+        return -1;
     s3_request_init(&r, "get", "GET", bucket, key);
     r.response = out;
     r.want_md5 = 1;
@@ -289,6 +295,8 @@ int s3_head_object(s3_client *c, const char *bucket, const char *key,
                    s3_object_info *info, s3_error *err)
 {
     s3_request r;
+    if (s3_check_target("head", bucket, key, 1, err) != 0)
+        return -1;
     s3_request_init(&r, "head", "HEAD", bucket, key);
     if (s3_request_perform(c, &r, err) != 0) {
         if (err->status != 404)
@@ -316,6 +324,8 @@ int s3_head_object(s3_client *c, const char *bucket, const char *key,
 int s3_delete_object(s3_client *c, const char *bucket, const char *key, s3_error *err)
 {
     s3_request r;
+    if (s3_check_target("rm", bucket, key, 1, err) != 0)
+        return -1;
     s3_request_init(&r, "rm", "DELETE", bucket, key);
     return s3_request_perform(c, &r, err);
 }
@@ -409,6 +419,10 @@ int s3_delete_prefix(s3_client *c, const char *bucket, const char *prefix,
 {
     delete_batch d = { c, bucket, prefix, SKY_BUF_INIT, 0, 0, err, 0 };
     int rc = -1;
+    if (deleted)
+        *deleted = 0;
+    if (s3_check_target("rm", bucket, prefix, 0, err) != 0)
+        return -1;
     if (s3_list(c, bucket, prefix, 1, delete_collect, &d, err) != 0 || d.failed)
         goto done;
     if (delete_flush(&d) != 0)
@@ -429,6 +443,9 @@ int s3_copy_object(s3_client *c, const char *src_bucket, const char *src_key,
     sky_buf source = SKY_BUF_INIT, resp = SKY_BUF_INIT;
     s3_request r;
     int rc = -1;
+    if (s3_check_target("copy", src_bucket, src_key, 1, err) != 0 ||
+        s3_check_target("copy", dst_bucket, dst_key, 1, err) != 0)
+        return -1;
     sky_buf_append_byte(&source, '/');
     sigv4_uri_encode(&source, src_bucket, strlen(src_bucket), 0);
     sky_buf_append_byte(&source, '/');
@@ -472,6 +489,8 @@ int s3_presign(s3_client *c, const char *bucket, const char *key, const char *me
     sky_buf host = SKY_BUF_INIT, path = SKY_BUF_INIT, query = SKY_BUF_INIT;
     char amz_date[17];
     int rc = -1;
+    if (s3_check_target("presign", bucket, key, 1, err) != 0)
+        goto done;
     if (expires < 1 || expires > 604800) {
         s3_error_local(err, "presign", bucket, key, "expires must be 1 to 604800 seconds, not %u", expires);
         goto done;
@@ -506,6 +525,8 @@ int s3_create_bucket(s3_client *c, const char *bucket, s3_error *err)
 {
     sky_buf body = SKY_BUF_INIT;
     s3_request r;
+    if (s3_check_target("mb", bucket, NULL, 0, err) != 0)
+        return -1;
     s3_request_init(&r, "mb", "PUT", bucket, NULL);
     /* Outside us-east-1, AWS wants the region stated. */
     if (strcmp(c->settings.region, "us-east-1") != 0) {
@@ -522,6 +543,8 @@ int s3_create_bucket(s3_client *c, const char *bucket, s3_error *err)
 int s3_delete_bucket(s3_client *c, const char *bucket, s3_error *err)
 {
     s3_request r;
+    if (s3_check_target("rb", bucket, NULL, 0, err) != 0)
+        return -1;
     s3_request_init(&r, "rb", "DELETE", bucket, NULL);
     return s3_request_perform(c, &r, err);
 }

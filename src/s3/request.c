@@ -100,6 +100,30 @@ void s3_error_local(s3_error *err, const char *op, const char *bucket, const cha
     s3_error_finish(err, op, bucket, key);
 }
 
+int s3_check_target(const char *op, const char *bucket, const char *key, int need_key, s3_error *err)
+{
+    if (!bucket || !*bucket) {
+        s3_error_local(err, op, NULL, NULL, "no bucket name given (key '%s')", key ? key : "");
+        return -1;
+    }
+    if (!need_key)
+        return 0;
+    if (!key || !*key) {
+        s3_error_local(err, op, bucket, "", "an object key is needed, not an empty string");
+        return -1;
+    }
+    size_t n = strlen(key);
+    if (n > S3_MAX_KEY_LEN) {
+        /* The message names the key's start only: 1 KiB of key helps nobody. */
+        char head[81];
+        snprintf(head, sizeof head, "%.60s...", key);
+        s3_error_local(err, op, bucket, head, "the key is %zu bytes long; S3 keys are at most %d bytes",
+                       n, S3_MAX_KEY_LEN);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- curl callbacks ---- */
 
 static size_t read_body(char *dst, size_t size, size_t nitems, void *ud)

@@ -112,6 +112,13 @@ void s3_error_finish(s3_error *err, const char *op, const char *bucket, const ch
 void s3_error_local(s3_error *err, const char *op, const char *bucket, const char *key,
                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* Refuses what would silently address something else: an empty bucket (a
+ * service-level request), and, when need_key, an empty key (the request
+ * would go to the bucket itself: DELETE would delete the bucket, PUT create
+ * one) or one longer than S3's 1,024 bytes. 0, or -1 with err filled. */
+#define S3_MAX_KEY_LEN 1024
+int s3_check_target(const char *op, const char *bucket, const char *key, int need_key, s3_error *err);
+
 /* A batch: n items, each one request, run with up to `parallel` in flight. */
 typedef struct s3_batch {
     s3_client *client;

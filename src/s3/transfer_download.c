@@ -225,6 +225,8 @@ int s3_download_object(s3_client *c, const char *bucket, const char *key, const 
     s3_response_headers h;
     sky_buf tmp = SKY_BUF_INIT;
     int rc = -1, created = 0;
+    if (s3_check_target("download", bucket, key, 1, err) != 0)
+        return -1;
     if (head_for_download(c, bucket, key, &h, err) != 0)
         return -1;
     j.size = h.content_length;
@@ -369,6 +371,8 @@ int s3_download_prefix(s3_client *c, const char *bucket, const char *prefix, con
     int rc = -1;
     if (count)
         *count = 0;
+    if (s3_check_target("download", bucket, prefix, 0, err) != 0)
+        return -1;
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
         s3_error_local(err, "download", bucket, prefix, "cannot create %s: %s", dir, strerror(errno));
         return -1;

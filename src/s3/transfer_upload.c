@@ -260,6 +260,8 @@ int s3_upload_file(s3_client *c, const char *bucket, const char *key, const char
         s3_error_local(err, "upload", bucket, key ? key : "", "a file needs a key that does not end in '/' (%s)", path);
         goto done;
     }
+    if (s3_check_target("upload", bucket, key, 1, err) != 0)
+        goto done;
     uint64_t size = (uint64_t)sb.st_size;
     if (size <= c->part_size)
         rc = upload_single(c, bucket, key, path, fd, size, content_type, err);
@@ -332,6 +334,8 @@ int s3_upload_path(s3_client *c, const char *bucket, const char *key, const char
     struct stat sb;
     if (count)
         *count = 0;
+    if (s3_check_target("upload", bucket, key, 0, err) != 0)
+        return -1;
     if (stat(path, &sb) != 0) {
         s3_error_local(err, "upload", bucket, key ? key : "", "cannot read %s: %s", path, strerror(errno));
         return -1;
