@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,6 +219,22 @@ static int sync_parent_dir(const char *path)
     return rc;
 }
 
+/* "<path>.skyrun-tmp-XXXXXX", or "<folder>/.skyrun-tmp-XXXXXX" when the
+ * destination's name is so long that the suffix would pass NAME_MAX (a
+ * destination of 240 bytes is valid; its temp name must be too). */
+#define TEMP_SUFFIX ".skyrun-tmp-XXXXXX"
+static void temp_name(sky_buf *tmp, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (strlen(base) + strlen(TEMP_SUFFIX) <= NAME_MAX) {
+        sky_buf_printf(tmp, "%s" TEMP_SUFFIX, path);
+        return;
+    }
+    sky_buf_append(tmp, path, (size_t)(base - path));
+    sky_buf_append_str(tmp, TEMP_SUFFIX);
+}
+
 int s3_download_object(s3_client *c, const char *bucket, const char *key, const char *path,
                        s3_error *err)
 {
@@ -234,7 +251,7 @@ int s3_download_object(s3_client *c, const char *bucket, const char *key, const 
         snprintf(j.if_match, sizeof j.if_match, "\"%s\"", h.etag);
     plan_download(&j, &h);
 
-    sky_buf_printf(&tmp, "%s.skyrun-tmp-XXXXXX", path);
+    temp_name(&tmp, path);
     j.fd = mkostemp((char *)sky_buf_cstr(&tmp), O_CLOEXEC);
     if (j.fd < 0) {
         s3_error_local(err, "download", bucket, key, "cannot create a temporary file next to %s: %s",

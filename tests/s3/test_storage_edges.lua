@@ -27,5 +27,17 @@ t.test("an empty key is refused by every object operation and never reaches the 
   t.raises(function() st:put(b, ("k"):rep(1025), "x") end, "at most 1024 bytes")
 end)
 
+t.test("a download to a destination whose name is near NAME_MAX works and leaves no temp file", function()
+  local b = h.fresh_bucket(st, "edge-longname")
+  st:put(b, "short.txt", "long destination")
+  local dir = h.dir .. "/longname"
+  h.sh("mkdir -p " .. h.q(dir))
+  -- 250 bytes is a valid file name; name + ".skyrun-tmp-XXXXXX" is not.
+  local name = ("n"):rep(250)
+  t.eq(st:download(b, "short.txt", dir .. "/" .. name), 1, "files downloaded")
+  t.eq(h.read_file(dir .. "/" .. name), "long destination", "destination")
+  t.same(h.list_dir(dir), { name }, "files in the folder")
+end)
+
 os.exit = (function(exit) return function(...) h.cleanup(); exit(...) end end)(os.exit)
 t.run()
