@@ -62,7 +62,7 @@ int s3_etag_multipart_parts(const char *etag, uint64_t *parts)
 }
 
 int s3_multipart_initiate(s3_client *c, const char *bucket, const char *key,
-                          const char *content_type, uint64_t part_size,
+                          const char *content_type, uint64_t part_size, const char *nonce,
                           char *upload_id, size_t cap, s3_error *err)
 {
     sky_buf resp = SKY_BUF_INIT;
@@ -73,6 +73,8 @@ int s3_multipart_initiate(s3_client *c, const char *bucket, const char *key,
     s3_request_init(&r, "upload", "POST", bucket, key);
     s3_request_add_query(&r, "uploads", "");
     s3_request_add_header(&r, "x-amz-meta-skyrun-part-size", ps);
+    if (nonce)
+        s3_request_add_header(&r, "x-amz-meta-skyrun-upload", nonce);
     if (content_type)
         s3_request_add_header(&r, "content-type", content_type);
     r.response = &resp;
@@ -157,4 +159,23 @@ void s3_multipart_abort(s3_client *c, const char *bucket, const char *key, const
     s3_request_add_query(&r, "uploadId", upload_id);
     if (s3_request_perform_cleanup(c, &r, 3, &err) != 0 && err.status != 404)
         sky_log(SKY_LOG_WARN, "%s (the incomplete upload %s may need aborting by hand)", err.text, upload_id);
+}
+
+void s3_multipart_remove_if_ours(s3_client *c, const char *bucket, const char *key, const char *nonce)
+{
+    s3_request r;
+    s3_error err;
+    s3_request_init(&r, "upload cleanup", "HEAD", bucket, key);
+    if (s3_request_perform_cleanup(c, &r, 3, &err) != 0) {
+        if (err.status != 404)
+            sky_log(SKY_LOG_WARN, "%s (cannot tell whether the failed upload created s3://%s/%s)",
+                    err.text, bucket, key);
+        return;
+    }
+    if (strcmp(r.hdr.meta_upload, nonce) != 0)
+        return;   /* an object that is not this upload's: left alone */
+    s3_request_init(&r, "upload cleanup", "DELETE", bucket, key);
+    if (s3_request_perform_cleanup(c, &r, 3, &err) != 0)
+        sky_log(SKY_LOG_WARN, "%s (the failed upload's object s3://%s/%s may need deleting by hand)",
+                err.text, bucket, key);
 }

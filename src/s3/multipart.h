@@ -28,10 +28,18 @@ int s3_etag_multipart_parts(const char *etag, uint64_t *parts);
 
 /* Starts an upload; upload_id receives its id. part_size is recorded in the
  * object's metadata (x-amz-meta-skyrun-part-size) so a download can verify
- * the multipart ETag. */
+ * the multipart ETag; nonce (NULL: none) in x-amz-meta-skyrun-upload, so a
+ * Complete whose answer was lost can be recognised (s3_multipart_remove_if_ours). */
 int s3_multipart_initiate(s3_client *c, const char *bucket, const char *key,
-                          const char *content_type, uint64_t part_size,
+                          const char *content_type, uint64_t part_size, const char *nonce,
                           char *upload_id, size_t cap, s3_error *err);
+
+/* After a Complete that failed (or was interrupted) once it had been sent:
+ * the server may have assembled the object anyway (the answer was lost, a
+ * retry then failed). Deletes the key when its x-amz-meta-skyrun-upload is
+ * nonce, i.e. it is this upload's object and nobody else's; best effort,
+ * also while interrupted; a failure to delete is logged. */
+void s3_multipart_remove_if_ours(s3_client *c, const char *bucket, const char *key, const char *nonce);
 
 /* Completes with the parts' ETags (in part order); etag_out (80 bytes)
  * receives the object's ETag. */

@@ -246,6 +246,8 @@ static size_t read_header(char *line, size_t size, size_t nitems, void *ud)
         h->sse_customer = 1;
     } else if (header_is(line, namelen, "x-amz-meta-skyrun-part-size")) {
         header_value(h->meta_part_size, sizeof h->meta_part_size, v, vlen, 0);
+    } else if (header_is(line, namelen, "x-amz-meta-skyrun-upload")) {
+        header_value(h->meta_upload, sizeof h->meta_upload, v, vlen, 0);
     } else if (header_is(line, namelen, "last-modified")) {
         header_value(h->last_modified, sizeof h->last_modified, v, vlen, 0);
     } else if (header_is(line, namelen, "content-length")) {

@@ -43,6 +43,7 @@ typedef struct s3_response_headers {
     char sse[32];              /* x-amz-server-side-encryption */
     int sse_customer;          /* SSE-C: the ETag is not an MD5 */
     char meta_part_size[24];   /* x-amz-meta-skyrun-part-size */
+    char meta_upload[40];      /* x-amz-meta-skyrun-upload */
     char last_modified[64];
     uint64_t content_length;
     int has_content_length;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -201,11 +202,26 @@ static int verify_multipart_etag(upload_job *j, const char *etag, s3_error *err)
     return -1;
 }
 
+/* 128 random bits in hex: what marks this upload's object as its own. */
+static void make_nonce(s3_client *c, char out[33])
+{
+    unsigned char bytes[16];
+    if (getrandom(bytes, sizeof bytes, 0) != (ssize_t)sizeof bytes) {
+        for (size_t i = 0; i < sizeof bytes; i++) {
+            c->rng ^= c->rng << 13, c->rng ^= c->rng >> 7, c->rng ^= c->rng << 17;
+            bytes[i] = (unsigned char)(c->rng >> 24) ^ (unsigned char)(uintptr_t)&bytes[i];
+        }
+    }
+    s3_hex(bytes, sizeof bytes, out);
+}
+
 static int upload_multipart(s3_client *c, const char *bucket, const char *key, const char *path,
                             int fd, uint64_t size, const char *content_type, s3_error *err)
 {
     upload_job j = { c, bucket, key, path, fd, size, 0, 0, "", NULL, NULL, NULL, { 0 } };
-    int rc = -1, started = 0;
+    int rc = -1, started = 0, completing = 0;
+    char nonce[33];
+    make_nonce(c, nonce);
     j.part_size = s3_multipart_part_size(size, c->part_size);
     j.nparts = s3_multipart_part_count(size, j.part_size);
     j.parts = calloc(j.nparts, sizeof *j.parts);
@@ -213,7 +229,7 @@ static int upload_multipart(s3_client *c, const char *bucket, const char *key, c
     j.chunk = malloc(HASH_CHUNK);
     if (!j.parts || !j.etags || !j.chunk)
         abort();
-    if (s3_multipart_initiate(c, bucket, key, content_type, j.part_size, j.upload_id,
+    if (s3_multipart_initiate(c, bucket, key, content_type, j.part_size, nonce, j.upload_id,
                               sizeof j.upload_id, err) != 0)
         goto done;
     started = 1;
@@ -224,9 +240,12 @@ static int upload_multipart(s3_client *c, const char *bucket, const char *key, c
     if (sent != 0)
         goto done;
     char etag[80];
+    /* From here a failure may come after the server assembled the object
+     * (an answer lost, then a retry refused; an interrupt mid-request). */
+    completing = 1;
     if (s3_multipart_complete(c, bucket, key, j.upload_id, j.etags, j.nparts, etag, err) != 0)
         goto done;
-    started = 0;   /* completed: nothing left to abort */
+    started = completing = 0;   /* completed: nothing left to abort */
     if (verify_multipart_etag(&j, etag, err) != 0) {
         s3_error cleanup;
         s3_delete_object(c, bucket, key, &cleanup);   /* never leave a corrupt object */
@@ -236,6 +255,8 @@ static int upload_multipart(s3_client *c, const char *bucket, const char *key, c
 done:
     if (started)
         s3_multipart_abort(c, bucket, key, j.upload_id);
+    if (completing)
+        s3_multipart_remove_if_ours(c, bucket, key, nonce);
     free(j.parts);
     free(j.etags);
     free(j.chunk);
