@@ -89,6 +89,20 @@ void s3_error_finish(s3_error *err, const char *op, const char *bucket, const ch
     sky_buf_free(&t);
 }
 
+void s3_error_note(s3_error *err, const char *fmt, ...)
+{
+    sky_buf t = SKY_BUF_INIT;
+    char note[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(note, sizeof note, fmt, ap);
+    va_end(ap);
+    sky_buf_printf(&t, "%s (%s)", err->text, note);
+    sky_redact_buf(&t);
+    snprintf(err->text, sizeof err->text, "%s", sky_buf_cstr(&t));
+    sky_buf_free(&t);
+}
+
 void s3_error_local(s3_error *err, const char *op, const char *bucket, const char *key,
                     const char *fmt, ...)
 {

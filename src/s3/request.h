@@ -109,6 +109,8 @@ int s3_request_outcome(s3_client *c, s3_request *r, s3_error *err);
 /* Fills err->text from its fields: "s3 OP s3://BUCKET/KEY: CODE: MESSAGE
  * (request id ID)", redacted. */
 void s3_error_finish(s3_error *err, const char *op, const char *bucket, const char *key);
+/* Appends " (NOTE)" to err->text (redacted, truncated to fit). */
+void s3_error_note(s3_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A local (non-HTTP) failure: err->code empty, message from fmt. */
 void s3_error_local(s3_error *err, const char *op, const char *bucket, const char *key,
                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));

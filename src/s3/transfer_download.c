@@ -396,6 +396,11 @@ int s3_download_prefix(s3_client *c, const char *bucket, const char *prefix, con
     }
     if (s3_list(c, bucket, pj.prefix, 1, download_one_key, &pj, err) == 0 && !pj.failed)
         rc = 0;
+    else if (pj.count > 0)
+        /* Each file finished is complete and verified, and stays: a rerun
+         * fetches them again, and nothing partial is ever left. */
+        s3_error_note(err, "%zu file%s downloaded before the failure %s kept in %s", pj.count,
+                      pj.count == 1 ? "" : "s", pj.count == 1 ? "is" : "are", dir);
     if (count)
         *count = pj.count;
     return rc;

@@ -380,6 +380,10 @@ int s3_upload_path(s3_client *c, const char *bucket, const char *key, const char
     if (!dir)
         abort();
     int rc = walk_dir(&w, dir, &prefix, 0);
+    if (rc != 0 && w.count > 0)
+        /* Uploaded files are complete objects and stay (see docs/STORAGE.md). */
+        s3_error_note(err, "%zu file%s uploaded before the failure %s kept", w.count,
+                      w.count == 1 ? "" : "s", w.count == 1 ? "is" : "are");
     free(dir);
     sky_buf_free(&prefix);
     if (count)

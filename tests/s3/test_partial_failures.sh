@@ -31,6 +31,37 @@ test_failed_complete_keeps_an_object_that_is_not_its_own() {
   [ "$(cat "$WORK/back.txt")" = "the previous object" ] || fail "the previous object was changed or deleted"
 }
 
+test_prefix_download_failing_at_the_third_file_keeps_the_first_two() {
+  local b i; b=$(fresh_bucket part-prefix)
+  for i in 1 2 3 4 5; do echo "file $i" | awscp - "s3://$b/p/$i.txt"; done
+  # A final (not retried) error on the third object's GET only.
+  start_proxy --error-rate 100 --status 403 --match "GET /$b/p/3.txt"
+  mkdir -p "$WORK/pdl"
+  expect_exit 1 env AWS_ENDPOINT_URL="$PROXY_ENDPOINT" "$SKYRUN" s3 cp -r "s3://$b/p/" "$WORK/pdl"
+  expect_in "$WORK/err" "s3://$b/p/3.txt"
+  expect_in "$WORK/err" "2 files downloaded before the failure are kept in $WORK/pdl"
+  [ "$(cd "$WORK/pdl" && ls -A | tr '\n' ' ')" = "1.txt 2.txt " ] ||
+    fail "files in the destination: $(ls -A "$WORK/pdl")"
+  [ "$(cat "$WORK/pdl/2.txt")" = "file 2" ] || fail "2.txt is not complete"
+  [ -z "$(ls -A "$TMPDIR")" ] || fail "left in TMPDIR: $(ls -A "$TMPDIR")"
+}
+
+test_directory_upload_failing_part_way_says_what_it_kept() {
+  local b i; b=$(fresh_bucket part-dirup)
+  mkdir -p "$WORK/up"
+  for i in 1 2 3 4 5; do echo "file $i" >"$WORK/up/$i.txt"; done
+  start_proxy --error-rate 100 --status 403 --match "PUT /$b/up/3.txt"
+  expect_exit 1 env AWS_ENDPOINT_URL="$PROXY_ENDPOINT" "$SKYRUN" s3 cp -r "$WORK/up" "s3://$b/up/"
+  expect_in "$WORK/err" "s3://$b/up/3.txt"
+  local kept; kept=$(awss3 s3 ls "s3://$b/up/" | wc -l)
+  # readdir order decides how many went first; the message must say that number.
+  if [ "$kept" -gt 0 ]; then
+    expect_in "$WORK/err" "$kept file"
+    expect_in "$WORK/err" "uploaded before the failure"
+  fi
+  expect_exit 254 awss3 s3api head-object --bucket "$b" --key up/3.txt
+}
+
 expect_faults_injected_n() {
   [ "$(proxy_count "$1")" -ge 1 ] || fail "the proxy injected no '$1' fault, so this test proved nothing"
 }
@@ -39,4 +70,8 @@ test_case "a Complete whose answers are all lost fails and leaves no object" \
   test_lost_complete_answer_leaves_no_object
 test_case "a Complete that never reached the server leaves the previous object alone" \
   test_failed_complete_keeps_an_object_that_is_not_its_own
+test_case "a prefix download failing at file 3 of 5 keeps files 1-2 complete, says so, leaves nothing partial" \
+  test_prefix_download_failing_at_the_third_file_keeps_the_first_two
+test_case "a directory upload failing part way names the file and says how many files it kept" \
+  test_directory_upload_failing_part_way_says_what_it_kept
 finish
