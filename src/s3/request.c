@@ -502,8 +502,13 @@ int s3_request_outcome(s3_client *c, s3_request *r, s3_error *err)
         verdict = -1;
     } else if (r->curl_code != CURLE_OK) {
         const char *detail = r->curl_errbuf[0] ? r->curl_errbuf : curl_easy_strerror((CURLcode)r->curl_code);
-        snprintf(err->message, sizeof err->message, "cannot reach %s: %s",
-                 c->settings.endpoint ? c->settings.endpoint : "the endpoint", detail);
+        const char *hint = "";
+        if (r->curl_code == CURLE_PEER_FAILED_VERIFICATION)
+            hint = " (a private CA? give its PEM file as ca_bundle or AWS_CA_BUNDLE)";
+        else if (r->curl_code == CURLE_SSL_CACERT_BADFILE)
+            hint = " (check ca_bundle / AWS_CA_BUNDLE: a readable PEM file)";
+        snprintf(err->message, sizeof err->message, "cannot reach %s: %s%s",
+                 c->settings.endpoint ? c->settings.endpoint : "the endpoint", detail, hint);
         verdict = s3_retry_is_retryable(r->curl_code, 0, NULL) ? 1 : -1;
     } else if (r->status < 200 || r->status >= 300) {
         s3_error_doc doc;
