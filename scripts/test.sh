@@ -41,7 +41,8 @@ for fuzzer in build-fuzz/fuzzers/fuzz_*; do
   mkdir -p "$corpus"
   echo "--- $name"
   # A crash exits non-zero (and set -e stops the run); its input is saved as crash-*.
+  seeds="tests/fuzz/corpus/$name"   # hand-written seeds (real S3 documents, a skyrun.yaml)
   "$fuzzer" -max_total_time="${SKYRUN_FUZZ_SECONDS:-30}" -print_final_stats=1 \
-    -artifact_prefix=build-fuzz/fuzzers/ "$corpus" 2>&1 | tail -n 4
+    -artifact_prefix=build-fuzz/fuzzers/ "$corpus" $( [ -d "$seeds" ] && echo "$seeds" ) 2>&1 | tail -n 4
 done
 echo "fuzzers: no crash"
