@@ -252,7 +252,9 @@ function Pool:stream(calls)
     if #ids == 0 then return nil end
     local k = self:_wait_any(ids)
     if not k then raise_remote({ kind = "interrupted" }) end
-    local id = table.remove(ids, k)
+    local id = ids[k]
+    ids[k] = ids[#ids]   -- order does not matter here: _wait_any picks by completion
+    ids[#ids] = nil
     local r = pack(self:_wait(id))
     if not r[1] then
       for _, rest in ipairs(ids) do self:_release(rest) end
