@@ -245,6 +245,14 @@ static void describe_exit(worker *w, char *out, size_t outlen)
 {
     int status = 0;
     pid_t r = w->proc.pid > 0 ? waitpid(w->proc.pid, &status, WNOHANG) : -1;
+    /* A process's pipes close before it becomes reapable (the kernel drops
+     * its files, then reports the exit), so EOF can arrive a moment early.
+     * Give an exiting worker up to 200 ms to report its real status. */
+    for (int tries = 0; r == 0 && tries < 200; tries++) {
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL);
+        r = waitpid(w->proc.pid, &status, WNOHANG);
+    }
     if (r == 0) {
         /* Closed its pipes but still running: make sure it is gone. */
         kill(w->proc.pid, SIGKILL);
