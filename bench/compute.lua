@@ -1,5 +1,6 @@
 -- compute benchmark: round trip of a trivial call on a warm localhost pool
--- (p50, p99), pipelined throughput with 2 workers, idle worker RSS.
+-- (p50, p99), pipelined throughput with 2 workers (map and stream), idle
+-- worker RSS.
 --   skyrun bench/compute.lua [calls_for_latency] [calls_for_throughput]
 local sky = require "sky"
 
@@ -48,5 +49,16 @@ do
   local dt = sky.now() - t0
   assert(#r == n_throughput and r[n_throughput] == n_throughput)
   print(("pipelined throughput (2 workers, pool:map): calls=%d seconds=%.3f calls/s=%.0f"):format(
+    n_throughput, dt, n_throughput / dt))
+
+  -- The same calls handed out in completion order.
+  local calls = {}
+  for i = 1, n_throughput do calls[i] = trivial(i) end
+  t0 = sky.now()
+  local count = 0
+  for _ in pool:stream(calls) do count = count + 1 end
+  dt = sky.now() - t0
+  assert(count == n_throughput)
+  print(("stream throughput (2 workers, pool:stream): calls=%d seconds=%.3f calls/s=%.0f"):format(
     n_throughput, dt, n_throughput / dt))
 end

@@ -203,6 +203,10 @@ end
 
 local Future = {}
 Future.__index = Future
+-- A future dropped without its result: the pool lets go of the call.
+Future.__gc = function(self)
+  if not self.results then self.pool:_forget(self.id) end
+end
 
 --- pool:submit(call) -> future with :wait() (results or raise) and :done().
 function Pool:submit(call)
@@ -244,25 +248,30 @@ function Pool:broadcast(call)
 end
 
 --- for i, result in pool:stream(calls) do … end — in completion order;
---- i is the call's position in calls.
+--- i is the call's position in calls. Leaving the loop early (break, error)
+--- releases the calls not yet handed out.
 function Pool:stream(calls)
   local ids, index = submit_all(self, calls), {}
   for i, id in ipairs(ids) do index[id] = i end
-  return function()
-    if #ids == 0 then return nil end
-    local k = self:_wait_any(ids)
-    if not k then raise_remote({ kind = "interrupted" }) end
-    local id = ids[k]
-    ids[k] = ids[#ids]   -- order does not matter here: _wait_any picks by completion
-    ids[#ids] = nil
-    local r = pack(self:_wait(id))
-    if not r[1] then
-      for _, rest in ipairs(ids) do self:_release(rest) end
-      ids = {}
-      raise_remote(r[2])
+  local stream = self:_stream_open(ids)
+  local function close()
+    if stream then
+      self:_stream_close(stream, index)
+      stream, index = nil, {}
     end
-    return index[id], unpack(r, 2, r.n)
   end
+  local closer = setmetatable({}, { __close = close })
+  return function()
+    if not stream then return nil end
+    local id = self:_stream_next(stream)
+    if id == nil then close(); return nil end
+    if id == false then close(); raise_remote({ kind = "interrupted" }) end
+    local i = index[id]
+    index[id] = nil
+    local r = pack(self:_wait(id))
+    if not r[1] then close(); raise_remote(r[2]) end
+    return i, unpack(r, 2, r.n)
+  end, nil, nil, closer
 end
 
 ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ typedef struct sky_call {
     double started;           /* when it was written to its worker */
     int abandoned;            /* the waiter gave up (interrupt): drop the outcome */
     uint64_t done_seq;        /* completion order (0 while pending) */
+    uint32_t stream;          /* the stream that delivers it when done (0: none) */
     sky_call_outcome outcome;
     uint8_t *results;         /* owned copies behind outcome's pointers */
     char *message, *traceback;

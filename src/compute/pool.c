@@ -46,6 +46,15 @@ typedef struct protoset {
     size_t cap, n;
 } protoset;
 
+/* A stream: ids of finished calls, in the order they finished, waiting to
+ * be handed out by sky_pool_stream_next(). */
+typedef struct call_stream {
+    uint32_t id;                /* 0: slot free */
+    uint64_t *ready;            /* room for every id of the stream: each is added once */
+    size_t head, tail, cap;     /* handed out: [0, head); waiting: [head, tail) */
+    size_t pending;             /* calls tagged with this stream, not finished yet */
+} call_stream;
+
 typedef struct worker {
     int node, index;            /* index: within its node */
     sky_worker_proc proc;
@@ -78,7 +87,10 @@ struct sky_pool {
     sky_call_queue queue;       /* unpinned calls not yet dispatched */
     sky_call_queue *pinned;     /* per node */
     uint64_t next_id;
-    uint64_t done_counter;      /* completion order, for stream() */
+    uint64_t done_counter;      /* completion order */
+    call_stream *streams;       /* open streams (few: one per running pool:stream loop) */
+    size_t nstreams;
+    uint32_t next_stream;
     sky_pool_stats stats;
     double avg_call;            /* moving average of call service time (s) */
     int rr;                     /* round-robin start for dispatch */
@@ -270,6 +282,26 @@ static void describe_exit(worker *w, char *out, size_t outlen)
 
 /* ---- calls ------------------------------------------------------------------ */
 
+static call_stream *find_stream(sky_pool *p, uint32_t id)
+{
+    for (size_t i = 0; id && i < p->nstreams; i++)
+        if (p->streams[i].id == id)
+            return &p->streams[i];
+    return NULL;
+}
+
+/* A tagged call left its stream's pending set: finished (ready = 1) or released. */
+static void stream_settle(sky_pool *p, sky_call *c, int ready)
+{
+    call_stream *s = find_stream(p, c->stream);
+    c->stream = 0;
+    if (!s)
+        return;
+    s->pending--;
+    if (ready && s->tail < s->cap)   /* room for every id was made when it opened */
+        s->ready[s->tail++] = c->id;
+}
+
 static void finish_call(sky_pool *p, sky_call *c)
 {
     c->worker = -1;
@@ -278,6 +310,8 @@ static void finish_call(sky_pool *p, sky_call *c)
         sky_call_recycle(&p->call_alloc, sky_call_table_remove(&p->calls, c->id));
         return;
     }
+    if (c->stream)
+        stream_settle(p, c, 1);
 }
 
 static void fail_call(sky_pool *p, sky_call *c, int kind, const char *msg, const char *tb)
@@ -954,6 +988,9 @@ void sky_pool_free(sky_pool *p)
     free(p->nodes);
     free(p->pfd);
     free(p->pfd_worker);
+    for (size_t i = 0; i < p->nstreams; i++)
+        free(p->streams[i].ready);
+    free(p->streams);
     sky_buf_free(&p->frame);
     free(p->worker_path);
     if (p->T)
@@ -1129,26 +1166,83 @@ const sky_call_outcome *sky_pool_wait(sky_pool *p, uint64_t id)
     return &c->outcome;
 }
 
-int sky_pool_wait_any(sky_pool *p, const uint64_t *ids, size_t n)
+static int by_done_seq(const void *a, const void *b)
+{
+    const sky_call *x = *(sky_call *const *)a, *y = *(sky_call *const *)b;
+    return x->done_seq < y->done_seq ? -1 : x->done_seq > y->done_seq;
+}
+
+uint32_t sky_pool_stream_open(sky_pool *p, const uint64_t *ids, size_t n)
+{
+    call_stream *s = NULL;
+    for (size_t i = 0; i < p->nstreams && !s; i++)
+        if (!p->streams[i].id)
+            s = &p->streams[i];
+    if (!s) {
+        call_stream *v = realloc(p->streams, (p->nstreams + 1) * sizeof *v);
+        if (!v)
+            return 0;
+        p->streams = v;
+        s = &p->streams[p->nstreams++];
+    }
+    sky_call **done = malloc((n ? n : 1) * sizeof *done);
+    uint64_t *ready = malloc((n ? n : 1) * sizeof *ready);
+    if (!done || !ready) {
+        free(done);
+        free(ready);
+        return 0;
+    }
+    *s = (call_stream){ .ready = ready, .cap = n };
+    if (++p->next_stream == 0)
+        p->next_stream = 1;
+    s->id = p->next_stream;
+    size_t ndone = 0;
+    for (size_t i = 0; i < n; i++) {
+        sky_call *c = sky_call_table_get(&p->calls, ids[i]);
+        if (!c)
+            s->ready[s->tail++] = ids[i];   /* unknown: its waiter reports it */
+        else if (c->outcome.status != SKY_CALL_PENDING)
+            done[ndone++] = c;
+        else if (!c->stream) {
+            c->stream = s->id;
+            s->pending++;
+        }
+    }
+    /* Those already finished come first, in the order they finished. */
+    qsort(done, ndone, sizeof *done, by_done_seq);
+    for (size_t i = 0; i < ndone; i++)
+        s->ready[s->tail++] = done[i]->id;
+    free(done);
+    return s->id;
+}
+
+int sky_pool_stream_next(sky_pool *p, uint32_t id, uint64_t *call_id)
 {
     for (;;) {
-        int first = -1;
-        uint64_t first_seq = UINT64_MAX;
-        for (size_t i = 0; i < n; i++) {
-            sky_call *c = sky_call_table_get(&p->calls, ids[i]);
-            if (!c)
-                return (int)i;
-            if (c->outcome.status != SKY_CALL_PENDING && c->done_seq < first_seq) {
-                first = (int)i;
-                first_seq = c->done_seq;
-            }
+        call_stream *s = find_stream(p, id);   /* each turn: the array may have grown meanwhile */
+        if (!s)
+            return 0;
+        if (s->head < s->tail) {
+            *call_id = s->ready[s->head++];
+            return 1;
         }
-        if (first >= 0)
-            return first;
+        if (!s->pending)
+            return 0;
         if (sky_interrupt_pending())
             return -1;
         pump(p, 1);
     }
+}
+
+void sky_pool_stream_close(sky_pool *p, uint32_t id)
+{
+    call_stream *s = find_stream(p, id);
+    if (!s)
+        return;
+    /* Calls still tagged keep a dangling tag; find_stream() ignores it since
+     * stream ids are not reused (until 2^32 streams later). */
+    free(s->ready);
+    *s = (call_stream){ 0 };
 }
 
 void sky_pool_release(sky_pool *p, uint64_t id)
@@ -1156,6 +1250,8 @@ void sky_pool_release(sky_pool *p, uint64_t id)
     sky_call *c = sky_call_table_get(&p->calls, id);
     if (!c)
         return;
+    if (c->stream)
+        stream_settle(p, c, 0);
     if (c->outcome.status == SKY_CALL_PENDING) {
         c->abandoned = 1;   /* freed when its worker answers or it leaves the queue */
         return;
@@ -1179,7 +1275,11 @@ const char *sky_pool_node_host(const sky_pool *p, int node)
     return node >= 0 && node < p->nnodes && p->hosts[node] ? p->hosts[node] : "";
 }
 
-void sky_pool_get_stats(const sky_pool *p, sky_pool_stats *out) { *out = p->stats; }
+void sky_pool_get_stats(const sky_pool *p, sky_pool_stats *out)
+{
+    *out = p->stats;
+    out->calls_held = p->calls.live;
+}
 
 size_t sky_pool_worker_pids(const sky_pool *p, int *pids, size_t max)
 {

@@ -87,10 +87,16 @@ uint64_t sky_pool_submit(sky_pool *p, const uint8_t *values, size_t len,
  * abandoned). */
 const sky_call_outcome *sky_pool_wait(sky_pool *p, uint64_t id);
 
-/* Runs the event loop until one of ids[0..n) completes; returns its index,
- * or -1 when interrupted. Of calls that already completed, the one that
- * completed first is returned. */
-int sky_pool_wait_any(sky_pool *p, const uint64_t *ids, size_t n);
+/* Streams hand out the calls of a set as they complete, in completion
+ * order, at O(1) per call. open: the set is ids[0..n) (calls already
+ * complete come first, oldest first); returns the stream's id, 0 when out
+ * of memory. next: runs the event loop until a call of the set completes
+ * and stores its id; returns 1, 0 when every call has been handed out (or
+ * released), -1 when interrupted. A call leaves the set when handed out or
+ * released. close: forgets the stream (its calls stay in the pool). */
+uint32_t sky_pool_stream_open(sky_pool *p, const uint64_t *ids, size_t n);
+int sky_pool_stream_next(sky_pool *p, uint32_t stream, uint64_t *id);
+void sky_pool_stream_close(sky_pool *p, uint32_t stream);
 
 /* Does one non-blocking turn of the event loop; returns the outcome of id
  * if it has completed, else NULL. */
@@ -111,6 +117,8 @@ typedef struct sky_pool_stats {
     uint64_t bytes_sent, bytes_received;
     uint64_t retries;           /* calls requeued after their worker was lost */
     uint64_t workers_lost;      /* worker processes that died or were killed */
+    uint64_t calls_held;        /* calls the pool holds now: queued, running, or done
+                                   and not yet collected (released) */
 } sky_pool_stats;
 void sky_pool_get_stats(const sky_pool *p, sky_pool_stats *out);
 

@@ -3,13 +3,14 @@
  *
  * C does the work — encoding calls with the state's codec, the pool's
  * scheduler, decoding results — and exposes primitives (_submit, _wait,
- * _wait_any, _done, _release). lua/sky.lua builds the user-facing verbs
+ * _stream_open/_next/_close, _done, _release). lua/sky.lua builds the user-facing verbs
  * (`>>`, `&`, run, submit, map, stream, broadcast) from them.
  *
  * Convention: misuse raises; a failed remote call is returned as
  * `false, error_table` so the Lua side can raise it at the caller's line.
  */
 #include <lauxlib.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -27,6 +28,8 @@ typedef struct pool_ud {
     sky_pool *pool;
     int busy;
     int close_pending;
+    uint64_t *forgotten;        /* calls released by finalizers while busy */
+    size_t nforgotten, capforgotten;
 } pool_ud;
 
 typedef struct codec_ud {
@@ -79,7 +82,12 @@ static void enter(pool_ud *u) { u->busy++; }
 
 static void leave(pool_ud *u)
 {
-    if (--u->busy == 0 && u->close_pending && u->pool) {
+    if (--u->busy > 0)
+        return;
+    for (size_t i = 0; i < u->nforgotten && u->pool; i++)
+        sky_pool_release(u->pool, u->forgotten[i]);
+    u->nforgotten = 0;
+    if (u->close_pending && u->pool) {
         sky_pool_free(u->pool);
         u->pool = NULL;
     }
@@ -135,8 +143,7 @@ static int pool_new(lua_State *L)
 
     wire_codec *codec = state_codec(L);
     pool_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
-    u->pool = NULL;
-    u->busy = u->close_pending = 0;
+    *u = (pool_ud){ 0 };
     luaL_setmetatable(L, POOL_TYPE);
     char err[600];
     u->pool = sky_pool_new(&o, codec, L, err, sizeof err);
@@ -351,33 +358,97 @@ static int pool_done(lua_State *L)
     return 1;
 }
 
-/* pool:_wait_any(ids) -> index into ids (1-based), or nil when interrupted. */
-static int pool_wait_any(lua_State *L)
+/* pool:_stream_open(ids) -> stream id: hands ids out as their calls complete. */
+static int pool_stream_open(lua_State *L)
 {
     pool_ud *u = check_pool(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     size_t n = lua_rawlen(L, 2);
-    if (n == 0)
-        return 0;
-    enter(u);
-    uint64_t *ids = lua_newuserdatauv(L, n * sizeof *ids, 0);
+    uint64_t *ids = lua_newuserdatauv(L, (n ? n : 1) * sizeof *ids, 0);
     for (size_t i = 0; i < n; i++) {
         lua_rawgeti(L, 2, (lua_Integer)i + 1);
         ids[i] = (uint64_t)lua_tointeger(L, -1);
         lua_pop(L, 1);
     }
-    int k = sky_pool_wait_any(u->pool, ids, n);
+    enter(u);
+    uint32_t stream = sky_pool_stream_open(u->pool, ids, n);
     leave(u);
-    if (k < 0)
-        return 0;
-    lua_pushinteger(L, k + 1);
+    if (!stream)
+        return luaL_error(L, "stream: out of memory for %d calls", (int)n);
+    lua_pushinteger(L, stream);
     return 1;
+}
+
+/* pool:_stream_next(stream) -> the next completed call's id; nil when none
+ * is left; false when interrupted. */
+static int pool_stream_next(lua_State *L)
+{
+    pool_ud *u = check_pool(L, 1);
+    uint32_t stream = (uint32_t)luaL_checkinteger(L, 2);
+    uint64_t id = 0;
+    enter(u);
+    int r = sky_pool_stream_next(u->pool, stream, &id);
+    leave(u);
+    if (r > 0)
+        lua_pushinteger(L, (lua_Integer)id);
+    else if (r == 0)
+        lua_pushnil(L);
+    else
+        lua_pushboolean(L, 0);
+    return 1;
+}
+
+/* pool:_stream_close(stream, leftovers) — forgets the stream and releases
+ * the calls whose ids are the keys of leftovers (those not handed out).
+ * Runs from a __close handler, so it never raises for a closed pool: a
+ * closed pool took its streams and calls with it. */
+static int pool_stream_close(lua_State *L)
+{
+    pool_ud *u = luaL_checkudata(L, 1, POOL_TYPE);
+    uint32_t stream = (uint32_t)luaL_checkinteger(L, 2);
+    if (!u->pool)
+        return 0;
+    sky_pool_stream_close(u->pool, stream);
+    if (lua_type(L, 3) == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            lua_pop(L, 1);
+            if (lua_isinteger(L, -1))
+                sky_pool_release(u->pool, (uint64_t)lua_tointeger(L, -1));
+        }
+    }
+    return 0;
 }
 
 static int pool_release(lua_State *L)
 {
     pool_ud *u = check_pool(L, 1);
     sky_pool_release(u->pool, (uint64_t)luaL_checkinteger(L, 2));
+    return 0;
+}
+
+/* pool:_forget(id): a future's finalizer lets go of its call. Finalizers
+ * run inside allocations, also in the middle of this pool's methods: then
+ * the release waits for leave(). Never raises. */
+static int pool_forget(lua_State *L)
+{
+    pool_ud *u = luaL_checkudata(L, 1, POOL_TYPE);
+    uint64_t id = (uint64_t)lua_tointeger(L, 2);
+    if (!u->pool || !id)
+        return 0;
+    if (!u->busy) {
+        sky_pool_release(u->pool, id);
+        return 0;
+    }
+    if (u->nforgotten == u->capforgotten) {
+        size_t cap = u->capforgotten ? u->capforgotten * 2 : 16;
+        uint64_t *v = realloc(u->forgotten, cap * sizeof *v);
+        if (!v)
+            return 0;   /* the call stays held until the pool closes */
+        u->forgotten = v;
+        u->capforgotten = cap;
+    }
+    u->forgotten[u->nforgotten++] = id;
     return 0;
 }
 
@@ -404,6 +475,9 @@ static int pool_gc(lua_State *L)
         sky_pool_free(u->pool);
         u->pool = NULL;
     }
+    free(u->forgotten);
+    u->forgotten = NULL;
+    u->nforgotten = u->capforgotten = 0;
     return 0;
 }
 
@@ -455,7 +529,7 @@ static int pool_stats(lua_State *L)
     pool_ud *u = check_pool(L, 1);
     sky_pool_stats st;
     sky_pool_get_stats(u->pool, &st);
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 7);
 #define FIELD(name) (lua_pushinteger(L, (lua_Integer)st.name), lua_setfield(L, -2, #name))
     FIELD(calls_sent);
     FIELD(defines_sent);
@@ -463,6 +537,7 @@ static int pool_stats(lua_State *L)
     FIELD(bytes_received);
     FIELD(retries);
     FIELD(workers_lost);
+    FIELD(calls_held);
 #undef FIELD
     return 1;
 }
@@ -483,9 +558,12 @@ static const luaL_Reg pool_methods[] = {
     { "_wait", pool_wait },
     { "_submit_each", pool_submit_each },
     { "_wait_each", pool_wait_each },
-    { "_wait_any", pool_wait_any },
+    { "_stream_open", pool_stream_open },
+    { "_stream_next", pool_stream_next },
+    { "_stream_close", pool_stream_close },
     { "_done", pool_done },
     { "_release", pool_release },
+    { "_forget", pool_forget },
     { "close", pool_close },
     { "info", pool_info },
     { "pids", pool_pids },

@@ -103,6 +103,51 @@ t.test("stream yields results in completion order with their positions", functio
   t.same(order, { "2=fast", "1=slow" })
 end)
 
+t.test("stream hands out every call of a large set exactly once", function()
+  local double = sky.fn(function(x) return 2 * x end)
+  local calls, seen, n = {}, {}, 20000
+  for i = 1, n do calls[i] = double(i) end
+  local count = 0
+  for i, v in pool:stream(calls) do
+    t.eq(v, 2 * i)
+    t.eq(seen[i], nil, "position " .. i .. " handed out twice")
+    seen[i] = true
+    count = count + 1
+  end
+  t.eq(count, n)
+  t.eq(pool:stats().calls_held, 0)
+end)
+
+t.test("leaving a stream loop early releases the calls not handed out", function()
+  -- One worker runs calls in order, so once a later call has returned,
+  -- every call submitted before it has finished on the worker.
+  local solo <close> = sky.compute { workers = 1 }
+  local ident = sky.fn(function(x) return x end)
+  local calls = {}
+  for i = 1, 50 do calls[i] = ident(i) end
+  for _ in solo:stream(calls) do break end
+  t.eq(ident("after") >> solo, "after")
+  t.eq(solo:stats().calls_held, 0, "calls held after the loop was left")
+  local ok = pcall(function()
+    for _, v in solo:stream(calls) do if v == 3 then error("stop") end end
+  end)
+  t.eq(ok, false)
+  t.eq(ident("after") >> solo, "after")
+  t.eq(solo:stats().calls_held, 0, "calls held after an error in the loop body")
+end)
+
+t.test("a future dropped without waiting lets go of its call", function()
+  local solo <close> = sky.compute { workers = 1 }
+  local ident = sky.fn(function(x) return x end)
+  for i = 1, 100 do solo:submit(ident(i)) end
+  local kept = solo:submit(ident("kept"))
+  collectgarbage(); collectgarbage()
+  t.eq(ident("after") >> solo, "after")
+  t.eq(solo:stats().calls_held, 1, "only the future still referenced is held")
+  t.eq(kept:wait(), "kept")
+  t.eq(solo:stats().calls_held, 0)
+end)
+
 t.test("upvalues travel by value, nested and recursive functions included", function()
   local base, scale = 10, { factor = 3 }
   local function helper(x) return x * scale.factor end
