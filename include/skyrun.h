@@ -33,7 +33,11 @@ typedef struct sky_host_options {
     int progress;          /* -1: on a terminal only (default), 0: never, 1: always */
     const char *config;    /* a skyrun.yaml to use instead of the default search */
     const char *profile;   /* the default storage profile */
-    int handle_signals;    /* 1: SIGINT/SIGTERM interrupt the script so pools are torn down */
+    int handle_signals;    /* 1: SIGINT/SIGTERM interrupt the script so pools are torn down.
+                              0: the program's own handlers stay in place, except
+                              while a pool wait or a transfer runs: then the host's
+                              are installed for that wait only, so it stops with an
+                              "interrupted" error, and the program's are put back. */
 } sky_host_options;
 
 /* A new host. opts may be NULL (defaults). Returns NULL only when Lua

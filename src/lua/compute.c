@@ -16,6 +16,7 @@
 
 #include "compute/pool.h"
 #include "lua/bindings.h"
+#include "util/interrupt.h"
 #include "wire/wire.h"
 
 #define POOL_TYPE "sky.pool"
@@ -78,12 +79,17 @@ static pool_ud *check_pool(lua_State *L, int idx)
 
 /* Methods that run the pool and allocate Lua values bracket that part with
  * enter/leave; argument errors are raised before enter. */
-static void enter(pool_ud *u) { u->busy++; }
+static void enter(pool_ud *u)
+{
+    if (u->busy++ == 0)
+        sky_interrupt_scope_begin();   /* Ctrl-C reaches the wait under stock lua5.4 too */
+}
 
 static void leave(pool_ud *u)
 {
     if (--u->busy > 0)
         return;
+    sky_interrupt_scope_end();
     for (size_t i = 0; i < u->nforgotten && u->pool; i++)
         sky_pool_release(u->pool, u->forgotten[i]);
     u->nforgotten = 0;

@@ -16,6 +16,7 @@
 #include "lua/bindings.h"
 #include "lua/storage.h"
 #include "s3/credentials.h"
+#include "util/interrupt.h"
 #include "util/log.h"
 
 typedef struct storage_ud {
@@ -265,7 +266,10 @@ static int storage_upload(lua_State *L)
     }
     size_t count = 0;
     s3_error err;
-    if (s3_upload_path(c, bucket, key, path, content_type, &count, &err) != 0)
+    sky_interrupt_scope_begin();   /* Ctrl-C reaches the transfer under stock lua5.4 too */
+    int failed = s3_upload_path(c, bucket, key, path, content_type, &count, &err) != 0;
+    sky_interrupt_scope_end();
+    if (failed)
         return raise_s3(L, &err);
     lua_pushinteger(L, (lua_Integer)count);
     return 1;
@@ -282,7 +286,10 @@ static int storage_download(lua_State *L)
     s3_error err;
     if (klen == 0 || key[klen - 1] == '/') {
         size_t count = 0;
-        if (s3_download_prefix(c, bucket, key, path, &count, &err) != 0)
+        sky_interrupt_scope_begin();   /* Ctrl-C reaches the transfer under stock lua5.4 too */
+        int failed = s3_download_prefix(c, bucket, key, path, &count, &err) != 0;
+        sky_interrupt_scope_end();
+        if (failed)
             return raise_s3(L, &err);
         lua_pushinteger(L, (lua_Integer)count);
         return 1;
@@ -296,7 +303,10 @@ static int storage_download(lua_State *L)
         lua_concat(L, 2);
         path = lua_tostring(L, -1);
     }
-    if (s3_download_object(c, bucket, key, path, &err) != 0)
+    sky_interrupt_scope_begin();   /* Ctrl-C reaches the transfer under stock lua5.4 too */
+    int failed = s3_download_object(c, bucket, key, path, &err) != 0;
+    sky_interrupt_scope_end();
+    if (failed)
         return raise_s3(L, &err);
     lua_pushinteger(L, 1);
     return 1;

@@ -73,18 +73,45 @@ static void on_signal(int sig)
 
 void sky_interrupt_set_callback(void (*fn)(int sig)) { on_interrupt = fn; }
 
-void sky_interrupt_install(void)
+static void set_handlers(struct sigaction *old_int, struct sigaction *old_term)
 {
-    if (installed)
-        return;
-    installed = 1;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = 0;   /* no SA_RESTART: blocking calls return EINTR and loops notice */
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, old_int);
+    sigaction(SIGTERM, &sa, old_term);
+}
+
+void sky_interrupt_install(void)
+{
+    if (installed)
+        return;
+    installed = 1;
+    set_handlers(NULL, NULL);
+}
+
+static int scope_depth;
+static struct sigaction scope_old_int, scope_old_term;
+
+void sky_interrupt_scope_begin(void)
+{
+    if (installed)
+        return;
+    if (scope_depth++ == 0)
+        set_handlers(&scope_old_int, &scope_old_term);
+}
+
+void sky_interrupt_scope_end(void)
+{
+    if (installed || scope_depth == 0)
+        return;
+    if (--scope_depth == 0) {
+        sigaction(SIGINT, &scope_old_int, NULL);
+        sigaction(SIGTERM, &scope_old_term, NULL);
+        pending_signal = 0;
+    }
 }
 
 int sky_interrupt_pending(void) { return pending_signal; }

@@ -30,6 +30,31 @@ out=$(SKYRUN_WORKER="$worker" LUA_CPATH="$libdir/lua/5.4/?.so;;" lua5.4 -e '
   print((sky.fn(function(x) return x + 1 end)(41) >> pool))')
 [ "$out" = 42 ] || fail "lua5.4 + require 'sky' gave '$out'"
 
+# Ctrl-C reaches a pool wait under the stock interpreter too (lua5.4 installs
+# its own SIGINT handler; the module takes over only while it waits): the
+# call is interrupted at once, the script can catch it, and the pool works on.
+cat > "$TMP/interrupt.lua" <<LUA
+local sky = require "sky"
+local pool <close> = sky.compute { workers = 2 }
+local spin = sky.fn(function() io.open("$TMP/spinning", "w"):close(); while true do os.execute("sleep 0.05") end end)
+local ok, err = pcall(function() return spin() >> pool end)
+print(ok, err.kind)
+print((sky.fn(function(x) return x + 1 end)(1) >> pool))
+LUA
+SKYRUN_WORKER="$worker" LUA_CPATH="$libdir/lua/5.4/?.so;;" lua5.4 "$TMP/interrupt.lua" \
+  > "$TMP/interrupt.out" 2> "$TMP/interrupt.err" &
+lua_pid=$!
+for ((i = 0; i < 600; i++)); do [ -e "$TMP/spinning" ] && break; sleep 0.05; done
+[ -e "$TMP/spinning" ] || fail "the spinning call never started"
+kill -INT "$lua_pid"
+for ((i = 0; i < 600; i++)); do kill -0 "$lua_pid" 2>/dev/null || break; sleep 0.05; done
+if kill -0 "$lua_pid" 2>/dev/null; then
+  kill -9 "$lua_pid"; fail "lua5.4 ignored Ctrl-C during a pool wait"
+fi
+wait "$lua_pid" || fail "lua5.4 failed after an interrupted call: $(cat "$TMP/interrupt.err")"
+[ "$(cat "$TMP/interrupt.out")" = "$(printf 'false\tinterrupted\n2')" ] \
+  || fail "interrupted wait under lua5.4 gave: $(cat "$TMP/interrupt.out" "$TMP/interrupt.err")"
+
 # A C program embedding the host, built against the installed files only.
 cat > "$TMP/embed.c" <<'C'
 #include <skyrun.h>
