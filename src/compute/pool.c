@@ -1184,6 +1184,7 @@ uint32_t sky_pool_stream_open(sky_pool *p, const uint64_t *ids, size_t n)
             return 0;
         p->streams = v;
         s = &p->streams[p->nstreams++];
+        *s = (call_stream){ 0 };
     }
     sky_call **done = malloc((n ? n : 1) * sizeof *done);
     uint64_t *ready = malloc((n ? n : 1) * sizeof *ready);
@@ -1203,7 +1204,9 @@ uint32_t sky_pool_stream_open(sky_pool *p, const uint64_t *ids, size_t n)
             s->ready[s->tail++] = ids[i];   /* unknown: its waiter reports it */
         else if (c->outcome.status != SKY_CALL_PENDING)
             done[ndone++] = c;
-        else if (!c->stream) {
+        else {
+            if (c->stream)
+                stream_settle(p, c, 0);   /* a call belongs to one stream: the newest */
             c->stream = s->id;
             s->pending++;
         }
