@@ -36,7 +36,11 @@ out=$(SKYRUN_WORKER="$worker" LUA_CPATH="$libdir/lua/5.4/?.so;;" lua5.4 -e '
 cat > "$TMP/interrupt.lua" <<LUA
 local sky = require "sky"
 local pool <close> = sky.compute { workers = 2 }
-local spin = sky.fn(function() io.open("$TMP/spinning", "w"):close(); while true do os.execute("sleep 0.05") end end)
+-- (the marker comes 0.2 s into the call: by then the host is in its wait)
+local spin = sky.fn(function()
+  os.execute("sleep 0.2"); io.open("$TMP/spinning", "w"):close()
+  while true do os.execute("sleep 0.05") end
+end)
 local ok, err = pcall(function() return spin() >> pool end)
 print(ok, err.kind)
 print((sky.fn(function(x) return x + 1 end)(1) >> pool))
