@@ -86,6 +86,22 @@ end
 
 function sky.is_fn(v) return getmetatable(v) == Fn end
 
+--- sky.metatable(name, mt) -> mt. Tables whose metatable is mt keep it when
+--- they travel: workers get a copy of mt (methods included) with them, and
+--- tables coming back get mt itself, so `getmetatable(r) == mt` holds.
+--- Other metatables are dropped on the way.
+function sky.metatable(name, mt)
+  if type(name) ~= "string" then
+    error("sky.metatable: expected a name (string), got " .. type(name), 2)
+  end
+  if type(mt) ~= "table" then
+    error("sky.metatable: expected a metatable (table), got " .. type(mt), 2)
+  end
+  local ok, err = pcall(core.register_metatable, name, mt)
+  if not ok then error("sky.metatable: " .. err, 2) end
+  return mt
+end
+
 -- Calling a remote function runs nothing: it makes a pending call.
 Fn.__call = function(fn, ...)
   return setmetatable({ fn = fn, args = pack(...), limit = fn.timeout }, Call)

@@ -593,6 +593,17 @@ static int monotonic_now(lua_State *L)
     return 1;
 }
 
+/* core.register_metatable(name, mt): tables with mt travel with it (wire.h). */
+static int register_metatable(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    wire_err err;
+    if (wire_codec_register_metatable(state_codec(L), L, name, 2, &err) != 0)
+        return luaL_error(L, "%s", err.msg);
+    return 0;
+}
+
 void sky_lua_open_compute(lua_State *L)
 {
     luaL_newmetatable(L, POOL_TYPE);
@@ -606,4 +617,6 @@ void sky_lua_open_compute(lua_State *L)
     lua_setfield(L, -2, "pool_new");
     lua_pushcfunction(L, monotonic_now);
     lua_setfield(L, -2, "now");
+    lua_pushcfunction(L, register_metatable);
+    lua_setfield(L, -2, "register_metatable");
 }

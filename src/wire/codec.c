@@ -9,7 +9,9 @@
  *    dumped once;
  *  - the prototype store hash -> bytecode (host: what it encoded; worker:
  *    what was DEFINEd to it), the only source of bytecode the decoder loads;
- *  - a cache of loaded "pure" closures (upvalues only globals and names).
+ *  - a cache of loaded "pure" closures (upvalues only globals and names);
+ *  - registered metatables by name and the names of metatables (those
+ *    registered here and, on workers, the copies that came with values).
  *
  * All of it lives in Lua tables anchored in the registry, so the garbage
  * collector and the Lua allocator own the memory.
@@ -132,12 +134,41 @@ wire_codec *wire_codec_new(lua_State *L, int flags)
     c->protos_ref = new_table_ref(L, NULL);
     c->pure_ref = new_table_ref(L, NULL);
     c->sky_ref = LUA_NOREF;
+    c->metas_ref = new_table_ref(L, "k");
+    c->classes_ref = new_table_ref(L, NULL);
     sky_buf_init(&c->dump);
     WIRE_PUSH_REF(L, c->names_ref);
     name_standard_libraries(L, lua_gettop(L));
     wire_codec_refresh_sky(c, L, lua_gettop(L));
     lua_pop(L, 1);
     return c;
+}
+
+int wire_codec_register_metatable(wire_codec *c, lua_State *L, const char *name, int idx,
+                                  wire_err *err)
+{
+    size_t len = name ? strlen(name) : 0;
+    if (len == 0 || len > WIRE_MAX_METATABLE_NAME) {
+        wire_set_err(err, "a metatable name must be 1 to %d bytes long", WIRE_MAX_METATABLE_NAME);
+        return -1;
+    }
+    idx = lua_absindex(L, idx);
+    WIRE_PUSH_REF(L, c->classes_ref);
+    WIRE_PUSH_REF(L, c->metas_ref);
+    /* The table the name had before no longer goes by it. */
+    if (lua_getfield(L, -2, name) == LUA_TTABLE) {
+        lua_pushnil(L);
+        lua_rawset(L, -3);
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, idx);
+    lua_pushstring(L, name);
+    lua_rawset(L, -3);
+    lua_pushvalue(L, idx);
+    lua_setfield(L, -3, name);
+    lua_pop(L, 2);
+    return 0;
 }
 
 void wire_codec_free(wire_codec *c)
@@ -149,6 +180,8 @@ void wire_codec_free(wire_codec *c)
     luaL_unref(c->L, LUA_REGISTRYINDEX, c->protos_ref);
     luaL_unref(c->L, LUA_REGISTRYINDEX, c->pure_ref);
     luaL_unref(c->L, LUA_REGISTRYINDEX, c->sky_ref);
+    luaL_unref(c->L, LUA_REGISTRYINDEX, c->metas_ref);
+    luaL_unref(c->L, LUA_REGISTRYINDEX, c->classes_ref);
     sky_buf_free(&c->dump);
     free(c);
 }

@@ -20,7 +20,7 @@ struct dec {
     wire_reader r;
     const uint8_t *start;
     wire_err *err;
-    int protos_idx, pure_idx, cache_idx, loaded_idx, refs_idx;
+    int protos_idx, pure_idx, cache_idx, loaded_idx, refs_idx, metas_idx, classes_idx;
     lua_Integer nrefs;
     int depth;
     int failed;
@@ -71,7 +71,44 @@ static int read_count(struct dec *d, uint64_t *n, uint64_t min_bytes_each, const
     return 0;
 }
 
-static int dec_table(struct dec *d)
+/* After a TAG_TABLE_MT table's contents: name and metatable value. The
+ * metatable registered here under that name wins; else, with
+ * WIRE_CODEC_ADOPT_METATABLES, the copy that came (remembered under the name
+ * so results can go back with it); else none. */
+static int dec_metatable(struct dec *d, int t)
+{
+    lua_State *L = d->L;
+    size_t at = offset(d);
+    uint64_t n;
+    const uint8_t *name;
+    if (wire_read_varint(&d->r, &n) != WIRE_OK || n > left(d) ||
+        wire_read_bytes(&d->r, (size_t)n, &name) != WIRE_OK)
+        return truncated(d);
+    if (n == 0 || n > WIRE_MAX_METATABLE_NAME)
+        return fail(d, at, "a metatable name is empty or too long");
+    size_t value_at = offset(d);
+    if (dec_value(d) < 0)
+        return -1;
+    if (lua_type(L, -1) != LUA_TTABLE)
+        return fail(d, value_at, "a metatable is not a table");
+    lua_pushlstring(L, (const char *)name, (size_t)n);
+    if (lua_rawget(L, d->classes_idx) == LUA_TTABLE) {
+        lua_remove(L, -2);                 /* this side's own */
+    } else {
+        lua_pop(L, 1);
+        if (!(d->c->flags & WIRE_CODEC_ADOPT_METATABLES)) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        lua_pushvalue(L, -1);
+        lua_pushlstring(L, (const char *)name, (size_t)n);
+        lua_rawset(L, d->metas_idx);
+    }
+    lua_setmetatable(L, t);
+    return 0;
+}
+
+static int dec_table(struct dec *d, int with_metatable)
 {
     lua_State *L = d->L;
     uint64_t narr, nhash;
@@ -103,6 +140,8 @@ static int dec_table(struct dec *d)
             return -1;
         lua_rawset(L, t);
     }
+    if (with_metatable && dec_metatable(d, t) < 0)
+        return -1;
     d->depth--;
     return 0;
 }
@@ -307,7 +346,8 @@ static int dec_value(struct dec *d)
         return 0;
     }
     case TAG_TABLE:
-        return dec_table(d);
+    case TAG_TABLE_MT:
+        return dec_table(d, tag == TAG_TABLE_MT);
     case TAG_REF: {
         uint64_t id;
         if (wire_read_varint(&d->r, &id) != WIRE_OK)
@@ -345,6 +385,10 @@ static int decode_body(lua_State *L)
     d->cache_idx = lua_gettop(L);
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     d->loaded_idx = lua_gettop(L);
+    WIRE_PUSH_REF(L, d->c->metas_ref);
+    d->metas_idx = lua_gettop(L);
+    WIRE_PUSH_REF(L, d->c->classes_ref);
+    d->classes_idx = lua_gettop(L);
     lua_newtable(L);
     d->refs_idx = lua_gettop(L);
     int base = lua_gettop(L);

@@ -6,6 +6,9 @@
  * come out as back-references. The global table becomes a marker, library
  * values become names, everything else that cannot travel (userdata,
  * threads, unnamed C functions) is refused with the path that leads to it.
+ * A table whose metatable was registered (wire_codec_register_metatable)
+ * carries the metatable's name and the metatable itself; other metatables
+ * are dropped.
  *
  * The walk runs inside lua_pcall so a Lua error (out of memory) cannot
  * longjmp over the caller's C frames; on any failure the output buffer is
@@ -18,7 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 
-enum seg_kind { SEG_ROOT, SEG_UPVALUE, SEG_FIELD, SEG_INDEX, SEG_FLOATKEY, SEG_OTHERKEY, SEG_KEY };
+enum seg_kind { SEG_ROOT, SEG_UPVALUE, SEG_FIELD, SEG_INDEX, SEG_FLOATKEY, SEG_OTHERKEY, SEG_KEY, SEG_META };
 
 /* One step of the path from a root value to the one being encoded. */
 struct path_seg {
@@ -37,7 +40,7 @@ struct enc {
     wire_err *err;
     enum wire_roots roots;
     int strip;
-    int names_idx, cache_idx, protos_idx, refs_idx;
+    int names_idx, cache_idx, protos_idx, refs_idx, metas_idx;
     lua_Integer next_ref;
     int depth;
     int failed;
@@ -94,6 +97,9 @@ static void append_seg(sky_buf *b, const struct path_seg *s)
         break;
     case SEG_KEY:
         sky_buf_append_str(b, "key");
+        break;
+    case SEG_META:
+        sky_buf_append_str(b, "metatable");
         break;
     }
 }
@@ -237,7 +243,17 @@ static int enc_table(struct enc *e, int idx)
               (lua_Unsigned)lua_tointeger(L, -1) <= narr))
             nhash++;
     }
-    sky_buf_append_byte(e->out, TAG_TABLE);
+    /* A registered metatable travels with the table; any other is dropped. */
+    int meta = 0;
+    if (lua_getmetatable(L, idx)) {
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, e->metas_idx) == LUA_TSTRING) {
+            meta = lua_gettop(L) - 1;   /* [metatable, name] stay until the end */
+        } else {
+            lua_pop(L, 2);
+        }
+    }
+    sky_buf_append_byte(e->out, meta ? TAG_TABLE_MT : TAG_TABLE);
     sky_buf_append_varint(e->out, narr);
     sky_buf_append_varint(e->out, nhash);
     for (lua_Unsigned i = 1; i <= narr; i++) {
@@ -262,6 +278,18 @@ static int enc_table(struct enc *e, int idx)
         if (rc < 0 || enc_pair_value(e, k, v) < 0)
             return -1;
         lua_pop(L, 1);
+    }
+    if (meta) {
+        size_t n;
+        const char *name = lua_tolstring(L, meta + 1, &n);
+        sky_buf_append_varint(e->out, n);
+        sky_buf_append(e->out, name, n);
+        push_seg(e, (struct path_seg){ .kind = SEG_META });
+        int rc = enc_value(e, meta);
+        pop_seg(e);
+        if (rc < 0)
+            return -1;
+        lua_pop(L, 2);
     }
     e->depth--;
     return 0;
@@ -429,6 +457,8 @@ static int encode_body(lua_State *L)
     e->cache_idx = lua_gettop(L);
     WIRE_PUSH_REF(L, e->c->protos_ref);
     e->protos_idx = lua_gettop(L);
+    WIRE_PUSH_REF(L, e->c->metas_ref);
+    e->metas_idx = lua_gettop(L);
     lua_newtable(L);
     e->refs_idx = lua_gettop(L);
     for (int i = 1; i <= n; i++) {

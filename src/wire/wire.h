@@ -31,7 +31,7 @@
 #include <lua.h>
 #include "util/buf.h"
 
-#define WIRE_PROTOCOL_VERSION 1u
+#define WIRE_PROTOCOL_VERSION 2u   /* 2: tables may carry a registered metatable (TAG_TABLE_MT) */
 #define WIRE_MAGIC "SKYRUN\0\1"        /* 8 bytes, first in HELLO */
 #define WIRE_HEADER_SIZE 6u
 #define WIRE_MAX_BODY (256u << 20)      /* 256 MiB, compressed or not */
@@ -126,9 +126,20 @@ typedef struct wire_codec wire_codec;
 
 enum wire_codec_flags {
     WIRE_CODEC_KEEP_DEBUG = 1,  /* dump bytecode with debug info (line numbers in tracebacks) */
+    WIRE_CODEC_ADOPT_METATABLES = 2, /* workers: a metatable whose name is not registered
+                                        here is taken from the copy that came with it
+                                        (else such a table arrives without one) */
 };
 wire_codec *wire_codec_new(lua_State *L, int flags);
 void wire_codec_free(wire_codec *c);   /* before lua_close(L): it releases registry entries */
+
+/* Registers the table at idx as the metatable called name: tables with it
+ * travel with it (the metatable itself by value, with its methods), and on
+ * a side where the name is registered they get that side's own table back,
+ * so `getmetatable(result) == Point` holds on the host. Registering a name
+ * again replaces its table. Returns 0, or -1 (err: empty or over-long name). */
+int wire_codec_register_metatable(wire_codec *c, lua_State *L, const char *name, int idx,
+                                  wire_err *err);
 
 /* How the values being encoded are named in error messages. */
 enum wire_roots {

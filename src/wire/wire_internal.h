@@ -21,7 +21,8 @@ enum wire_tag {
     TAG_REF = 7,      /* varint index of an earlier table or function in this encoding */
     TAG_GLOBALS = 8,  /* the receiving side's global table */
     TAG_NAMED = 9,    /* varint len | name: a library value resolved through package.loaded */
-    TAG_FUNCTION = 10 /* 16-byte hash | varint n_upvalues | upvalues */
+    TAG_FUNCTION = 10, /* 16-byte hash | varint n_upvalues | upvalues */
+    TAG_TABLE_MT = 11  /* as TAG_TABLE, then varint len | metatable name | metatable value */
 };
 
 /* The codec's Lua-side tables, kept in the registry (see codec.c). */
@@ -34,6 +35,8 @@ struct wire_codec {
     int pure_ref;    /* hash + upvalue bytes -> loaded closure, for closures whose
                         upvalues are only globals and library names */
     int sky_ref;     /* the `sky` table whose fields are in names (LUA_NOREF before) */
+    int metas_ref;   /* weak-keyed: metatable -> name (registered, and adopted copies) */
+    int classes_ref; /* name -> metatable registered on this side */
     sky_buf dump;    /* scratch for lua_dump */
     size_t dumps;    /* how many closures were dumped (the cache's effect, for tests) */
 };
@@ -44,6 +47,9 @@ struct wire_codec {
 /* Adds the fields of package.loaded.sky to names if that table is new. */
 void wire_codec_refresh_sky(wire_codec *c, lua_State *L, int names_idx);
 void wire_hashes_add(wire_hashes *h, const wire_hash *v);
+
+/* Longest metatable name (sky.metatable). */
+#define WIRE_MAX_METATABLE_NAME 200
 
 /* Nesting of tables and functions allowed in one encoding, both ways. */
 #define WIRE_MAX_DEPTH 200

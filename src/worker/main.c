@@ -244,7 +244,7 @@ int main(int argc, char **argv)
     refuse_c_modules(w.L);
 #endif
     sky_module_open(w.L, &w.place);
-    w.codec = wire_codec_new(w.L, 0);
+    w.codec = wire_codec_new(w.L, WIRE_CODEC_ADOPT_METATABLES);
     if (channel_start_drain(&w.ch) < 0) {
         diagnose("cannot start the output thread");
         return WORKER_EXIT_PROTOCOL;

@@ -20,6 +20,9 @@ static const char *const fuzz_chunks[] = {
     "local k, t = 10, { 1 } return function(x) return x + k + #t, _G, math end",
     "local a, b function a(n) return n == 0 or b(n - 1) end function b(n) return n ~= 0 and a(n - 1) end return a",
     "return io.stdout, print, string, table.concat",
+    /* fuzz_mt is registered as a metatable before encoding (below) */
+    "fuzz_mt = { __index = { first = function(s) return s[1] end } }\n"
+    "local a = setmetatable({ 7 }, fuzz_mt) return a, setmetatable({ a }, fuzz_mt)",
     NULL,
 };
 
@@ -31,6 +34,9 @@ static inline int fuzz_encode_chunk(lua_State *L, wire_codec *c, int i, sky_buf 
     if (luaL_dostring(L, fuzz_chunks[i]) != LUA_OK)
         return -1;
     int n = lua_gettop(L) - top;
+    if (lua_getglobal(L, "fuzz_mt") == LUA_TTABLE)
+        wire_codec_register_metatable(c, L, "fuzz_mt", -1, &err);
+    lua_pop(L, 1);
     int rc = wire_encode(c, L, top + 1, n, WIRE_ROOTS_VALUES, out, protos, &err);
     lua_settop(L, top);
     return rc;

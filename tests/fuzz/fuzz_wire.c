@@ -41,7 +41,7 @@ static void decode_values(const uint8_t *p, size_t n)
     learn_prototypes_once();
     lua_State *L = luaL_newstate();
     luaL_openlibs(L);
-    wire_codec *c = wire_codec_new(L, 0);
+    wire_codec *c = wire_codec_new(L, WIRE_CODEC_ADOPT_METATABLES);   /* as a worker */
     for (size_t i = 0; i < g_protos.n; i++) {
         size_t len;
         const uint8_t *code = wire_codec_bytecode(g_host_codec, &g_protos.v[i], &len);

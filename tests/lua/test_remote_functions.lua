@@ -148,6 +148,25 @@ t.test("a future dropped without waiting lets go of its call", function()
   t.eq(solo:stats().calls_held, 0)
 end)
 
+t.test("a registered metatable travels with its tables and comes back as the host's own", function()
+  local Point = sky.metatable("test.Point", { __index = {} })
+  function Point.__index.norm2(p) return p.x * p.x + p.y * p.y end
+  Point.__add = function(a, b) return setmetatable({ x = a.x + b.x, y = a.y + b.y }, Point) end
+  local f = sky.fn(function(a, b) return a:norm2(), a + b, getmetatable(a) == getmetatable(b) end)
+  local n, sum, shared = pool:run(f(setmetatable({ x = 3, y = 4 }, Point), setmetatable({ x = 1, y = 1 }, Point)))
+  t.eq(n, 25)
+  t.eq(shared, true)
+  t.eq(getmetatable(sum), Point)
+  t.eq(sum:norm2(), 41)
+  -- an unregistered metatable stays behind
+  local bare = sky.fn(function(v) return getmetatable(v) == nil, v.missing end)
+  local none, missing = pool:run(bare(setmetatable({}, { __index = function() return "meta" end })))
+  t.eq(none, true)
+  t.eq(missing, nil)
+  t.raises(function() sky.metatable("", {}) end, "sky.metatable", "1 to 200 bytes")
+  t.raises(function() sky.metatable("x", 1) end, "expected a metatable")
+end)
+
 t.test("upvalues travel by value, nested and recursive functions included", function()
   local base, scale = 10, { factor = 3 }
   local function helper(x) return x * scale.factor end

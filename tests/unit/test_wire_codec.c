@@ -42,7 +42,7 @@ static int setup(void **state)
     p->host.L = new_state();
     p->worker.L = new_state();
     p->host.c = wire_codec_new(p->host.L, WIRE_CODEC_KEEP_DEBUG);
-    p->worker.c = wire_codec_new(p->worker.L, 0);
+    p->worker.c = wire_codec_new(p->worker.L, WIRE_CODEC_ADOPT_METATABLES);   /* as skyrun-worker */
     *state = p;
     return 0;
 }
@@ -173,7 +173,88 @@ static void cycles_are_preserved(void **state)
               "return true");
 }
 
-static void metatables_are_ignored(void **state)
+/* Registers the global `name` of L's state as the metatable called name. */
+static void register_global_metatable(struct side *side, const char *name)
+{
+    wire_err err;
+    assert_int_equal(lua_getglobal(side->L, name), LUA_TTABLE);
+    assert_int_equal(wire_codec_register_metatable(side->c, side->L, name, -1, &err), 0);
+    lua_pop(side->L, 1);
+}
+
+static void registered_metatables_travel_and_come_back_as_the_hosts_own(void **state)
+{
+    struct pair *p = *state;
+    run(p->host.L, "local P = { __index = { norm2 = function(s) return s.x * s.x + s.y * s.y end } }\n"
+                   "P.__add = function(a, b) return setmetatable({ x = a.x + b.x, y = a.y + b.y }, P) end\n"
+                   "Point = P");
+    register_global_metatable(&p->host, "Point");
+    int n = run(p->host.L, "return setmetatable({ x = 3, y = 4 }, Point), setmetatable({ x = 1, y = 1 }, Point)");
+    assert_int_equal(ship(p, n, WIRE_ROOTS_VALUES), 2);
+    /* On the worker: one copy of the metatable for both, methods working. */
+    lua_State *W = p->worker.L;
+    const char *work = "local a, b = ...\n"
+                       "assert(getmetatable(a) == getmetatable(b), 'one copy per message')\n"
+                       "assert(a:norm2() == 25)\n"
+                       "return a + b";
+    assert_int_equal(luaL_loadstring(W, work), LUA_OK);
+    lua_insert(W, 1);
+    if (lua_pcall(W, 2, 1, 0) != LUA_OK)
+        fail_msg("worker code raised: %s", lua_tostring(W, -1));
+    /* Back on the host: the host's own Point, not a copy. */
+    sky_buf_reset(&p->buf);
+    assert_int_equal(wire_encode(p->worker.c, W, -1, 1, WIRE_ROOTS_RESULTS, &p->buf, NULL, &p->err), 0);
+    lua_pop(W, 1);
+    assert_int_equal(wire_decode(p->host.c, p->host.L, p->buf.data, p->buf.len, &p->err), 1);
+    lua_setglobal(p->host.L, "back");
+    run(p->host.L, "assert(getmetatable(back) == Point, tostring(getmetatable(back)))\n"
+                   "assert(back.x == 4 and back:norm2() == 41)");
+}
+
+static void a_metatable_name_unknown_to_the_host_is_dropped(void **state)
+{
+    struct pair *p = *state;
+    /* Registered on the worker only: the host does not adopt it. */
+    run(p->worker.L, "Local = { __index = { tag = 'local' } }");
+    register_global_metatable(&p->worker, "Local");
+    int n = run(p->worker.L, "return setmetatable({ 1 }, Local)");
+    sky_buf_reset(&p->buf);
+    assert_int_equal(wire_encode(p->worker.c, p->worker.L, -n, n, WIRE_ROOTS_RESULTS, &p->buf, NULL, &p->err), 0);
+    lua_pop(p->worker.L, n);
+    assert_int_equal(wire_decode(p->host.c, p->host.L, p->buf.data, p->buf.len, &p->err), 1);
+    assert_int_equal(lua_getmetatable(p->host.L, -1), 0);
+    lua_pop(p->host.L, 1);
+}
+
+static void bad_metatable_encodings_are_decode_errors(void **state)
+{
+    struct pair *p = *state;
+    /* TAG_TABLE_MT (11), no array items, no fields, then name and metatable. */
+    static const uint8_t not_a_table[] = { 11, 0, 0, 1, 'M', 3, 2 };
+    static const uint8_t empty_name[] = { 11, 0, 0, 0, 6, 0, 0 };
+    static const uint8_t cut_name[] = { 11, 0, 0, 5, 'M' };
+    assert_int_equal(wire_decode(p->worker.c, p->worker.L, not_a_table, sizeof not_a_table, &p->err), -1);
+    assert_non_null(strstr(p->err.msg, "a metatable is not a table"));
+    assert_int_equal(wire_decode(p->worker.c, p->worker.L, empty_name, sizeof empty_name, &p->err), -1);
+    assert_non_null(strstr(p->err.msg, "metatable name"));
+    assert_int_equal(wire_decode(p->worker.c, p->worker.L, cut_name, sizeof cut_name, &p->err), -1);
+    assert_int_equal(lua_gettop(p->worker.L), 0);
+}
+
+static void what_a_registered_metatable_holds_is_refused_with_its_path(void **state)
+{
+    struct pair *p = *state;
+    run(p->host.L, "Conn = { __index = { co = coroutine.create(print) } }");
+    register_global_metatable(&p->host, "Conn");
+    int n = run(p->host.L, "return 1, setmetatable({}, Conn)");
+    sky_buf_reset(&p->buf);
+    assert_int_equal(wire_encode(p->host.c, p->host.L, -n, n, WIRE_ROOTS_VALUES, &p->buf, NULL, &p->err), -1);
+    assert_string_equal(p->err.msg, "value 2 metatable field '__index' field 'co' (a thread) cannot be sent");
+    assert_int_equal(p->buf.len, 0);
+    lua_pop(p->host.L, n);
+}
+
+static void unregistered_metatables_are_dropped(void **state)
 {
     roundtrip(*state,
               "return setmetatable({ 1 }, { __index = function() return 'meta' end,"
@@ -553,7 +634,11 @@ int main(void)
         T(tables_keep_every_key_and_value),
         T(a_table_referenced_twice_decodes_as_one_table),
         T(cycles_are_preserved),
-        T(metatables_are_ignored),
+        T(unregistered_metatables_are_dropped),
+        T(registered_metatables_travel_and_come_back_as_the_hosts_own),
+        T(a_metatable_name_unknown_to_the_host_is_dropped),
+        T(bad_metatable_encodings_are_decode_errors),
+        T(what_a_registered_metatable_holds_is_refused_with_its_path),
         T(closures_run_with_their_upvalues_after_decode),
         T(recursive_local_functions_work_after_decode),
         T(mutually_recursive_functions_work_after_decode),

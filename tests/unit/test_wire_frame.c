@@ -240,14 +240,14 @@ static void hello_round_trips_and_a_version_mismatch_names_both_sides(void **sta
     assert_int_equal(wire_hello_parse(b.data, b.len, &facts, &facts_len, &err), WIRE_OK);
     assert_int_equal(facts_len, 5);
     assert_memory_equal(facts, "FACTS", 5);
-    /* A worker from the future: protocol 2, Lua 5.3. */
-    b.data[8] = 2;
+    /* A worker from elsewhere: protocol 99, Lua 5.3. */
+    b.data[8] = 99;
     b.data[12] = (uint8_t)(503 & 0xff);
     b.data[13] = (uint8_t)(503 >> 8);
     assert_int_equal(wire_hello_parse(b.data, b.len, &facts, &facts_len, &err), WIRE_EBAD);
     char want[128];
-    snprintf(want, sizeof want, "worker speaks protocol 2 with Lua 5.3, host speaks protocol 1 with Lua %d.%d",
-             LUA_VERSION_NUM / 100, LUA_VERSION_NUM % 100);
+    snprintf(want, sizeof want, "worker speaks protocol 99 with Lua 5.3, host speaks protocol %u with Lua %d.%d",
+             WIRE_PROTOCOL_VERSION, LUA_VERSION_NUM / 100, LUA_VERSION_NUM % 100);
     assert_string_equal(err.msg, want);
     b.data[0] = 'X';
     assert_int_equal(wire_hello_parse(b.data, b.len, &facts, &facts_len, &err), WIRE_EBAD);
