@@ -269,7 +269,11 @@ end
 function Pool:stream(calls)
   local ids, index = submit_all(self, calls), {}
   for i, id in ipairs(ids) do index[id] = i end
-  local stream = self:_stream_open(ids)
+  local ok, stream = pcall(self._stream_open, self, ids)
+  if not ok then
+    for _, id in ipairs(ids) do self:_release(id) end
+    error(stream, 2)
+  end
   local function close()
     if stream then
       self:_stream_close(stream, index)

@@ -268,7 +268,8 @@ static void describe_exit(worker *w, char *out, size_t outlen)
     if (r == 0) {
         /* Closed its pipes but still running: make sure it is gone. */
         kill(w->proc.pid, SIGKILL);
-        waitpid(w->proc.pid, &status, 0);
+        while (waitpid(w->proc.pid, &status, 0) < 0 && errno == EINTR)
+            ;
         snprintf(out, outlen, "closed its connection");
     } else if (r > 0 && WIFSIGNALED(status)) {
         snprintf(out, outlen, "was killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
@@ -1084,6 +1085,7 @@ sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_Stat
             goto fail;
 
     /* Handshake: every worker must say HELLO with our protocol. */
+    sky_interrupt_scope_begin();   /* see util/interrupt.h: Ctrl-C reaches every blocking wait */
     for (;;) {
         int starting = 0, dead = 0;
         for (int i = 0; i < p->nworkers; i++) {
@@ -1102,10 +1104,12 @@ sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_Stat
         }
         pump(p, 1);
     }
+    sky_interrupt_scope_end();
     p->creating = 0;
     return p;
 fail:
     sky_pool_free(p);
+    sky_interrupt_scope_end();
     return NULL;
 }
 
@@ -1158,10 +1162,13 @@ const sky_call_outcome *sky_pool_wait(sky_pool *p, uint64_t id)
     sky_call *c = sky_call_table_get(&p->calls, id);
     if (!c)
         return &unknown_outcome;
-    while (c->outcome.status == SKY_CALL_PENDING) {
-        if (sky_interrupt_pending())
+    if (c->outcome.status == SKY_CALL_PENDING) {
+        sky_interrupt_scope_begin();
+        while (c->outcome.status == SKY_CALL_PENDING && !sky_interrupt_pending())
+            pump(p, 1);
+        sky_interrupt_scope_end();
+        if (c->outcome.status == SKY_CALL_PENDING)
             return &interrupted_outcome;
-        pump(p, 1);
     }
     return &c->outcome;
 }
@@ -1221,20 +1228,35 @@ uint32_t sky_pool_stream_open(sky_pool *p, const uint64_t *ids, size_t n)
 
 int sky_pool_stream_next(sky_pool *p, uint32_t id, uint64_t *call_id)
 {
+    int scoped = 0, r;
     for (;;) {
         call_stream *s = find_stream(p, id);   /* each turn: the array may have grown meanwhile */
-        if (!s)
-            return 0;
+        if (!s) {
+            r = 0;
+            break;
+        }
         if (s->head < s->tail) {
             *call_id = s->ready[s->head++];
-            return 1;
+            r = 1;
+            break;
         }
-        if (!s->pending)
-            return 0;
-        if (sky_interrupt_pending())
-            return -1;
+        if (!s->pending) {
+            r = 0;
+            break;
+        }
+        if (!scoped) {
+            sky_interrupt_scope_begin();   /* only once it has to wait */
+            scoped = 1;
+        }
+        if (sky_interrupt_pending()) {
+            r = -1;
+            break;
+        }
         pump(p, 1);
     }
+    if (scoped)
+        sky_interrupt_scope_end();
+    return r;
 }
 
 void sky_pool_stream_close(sky_pool *p, uint32_t id)

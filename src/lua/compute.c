@@ -16,7 +16,6 @@
 
 #include "compute/pool.h"
 #include "lua/bindings.h"
-#include "util/interrupt.h"
 #include "wire/wire.h"
 
 #define POOL_TYPE "sky.pool"
@@ -79,17 +78,12 @@ static pool_ud *check_pool(lua_State *L, int idx)
 
 /* Methods that run the pool and allocate Lua values bracket that part with
  * enter/leave; argument errors are raised before enter. */
-static void enter(pool_ud *u)
-{
-    if (u->busy++ == 0)
-        sky_interrupt_scope_begin();   /* Ctrl-C reaches the wait under stock lua5.4 too */
-}
+static void enter(pool_ud *u) { u->busy++; }
 
 static void leave(pool_ud *u)
 {
     if (--u->busy > 0)
         return;
-    sky_interrupt_scope_end();
     for (size_t i = 0; i < u->nforgotten && u->pool; i++)
         sky_pool_release(u->pool, u->forgotten[i]);
     u->nforgotten = 0;
@@ -98,6 +92,8 @@ static void leave(pool_ud *u)
         u->pool = NULL;
     }
 }
+
+static void forget_call(pool_ud *u, uint64_t id);
 
 static int opt_int_field(lua_State *L, int t, const char *k, int dflt)
 {
@@ -420,7 +416,7 @@ static int pool_stream_close(lua_State *L)
         while (lua_next(L, 3)) {
             lua_pop(L, 1);
             if (lua_isinteger(L, -1))
-                sky_pool_release(u->pool, (uint64_t)lua_tointeger(L, -1));
+                forget_call(u, (uint64_t)lua_tointeger(L, -1));   /* deferred if a method runs */
         }
     }
     return 0;
@@ -436,25 +432,29 @@ static int pool_release(lua_State *L)
 /* pool:_forget(id): a future's finalizer lets go of its call. Finalizers
  * run inside allocations, also in the middle of this pool's methods: then
  * the release waits for leave(). Never raises. */
-static int pool_forget(lua_State *L)
+static void forget_call(pool_ud *u, uint64_t id)
 {
-    pool_ud *u = luaL_checkudata(L, 1, POOL_TYPE);
-    uint64_t id = (uint64_t)lua_tointeger(L, 2);
     if (!u->pool || !id)
-        return 0;
+        return;
     if (!u->busy) {
         sky_pool_release(u->pool, id);
-        return 0;
+        return;
     }
     if (u->nforgotten == u->capforgotten) {
         size_t cap = u->capforgotten ? u->capforgotten * 2 : 16;
         uint64_t *v = realloc(u->forgotten, cap * sizeof *v);
         if (!v)
-            return 0;   /* the call stays held until the pool closes */
+            return;   /* the call stays held until the pool closes */
         u->forgotten = v;
         u->capforgotten = cap;
     }
     u->forgotten[u->nforgotten++] = id;
+}
+
+static int pool_forget(lua_State *L)
+{
+    pool_ud *u = luaL_checkudata(L, 1, POOL_TYPE);
+    forget_call(u, (uint64_t)lua_tointeger(L, 2));
     return 0;
 }
 

@@ -15,6 +15,7 @@ static volatile pid_t tracked[MAX_TRACKED];   /* 0 = free slot */
 #define DIR_LEN 512
 static char tracked_dirs[MAX_DIRS][DIR_LEN];   /* "" = free slot */
 static int installed;
+static int observed;   /* sky_interrupt_pending() has returned the pending signal */
 static void (*volatile on_interrupt)(int sig);
 
 void sky_interrupt_kill_tracked(void)
@@ -97,24 +98,39 @@ static struct sigaction scope_old_int, scope_old_term;
 
 void sky_interrupt_scope_begin(void)
 {
-    if (installed)
+    if (installed || scope_depth++ > 0)
         return;
-    if (scope_depth++ == 0)
-        set_handlers(&scope_old_int, &scope_old_term);
+    observed = 0;
+    set_handlers(&scope_old_int, &scope_old_term);
+    /* A signal the program ignores stays ignored. */
+    if (scope_old_int.sa_handler == SIG_IGN)
+        sigaction(SIGINT, &scope_old_int, NULL);
+    if (scope_old_term.sa_handler == SIG_IGN)
+        sigaction(SIGTERM, &scope_old_term, NULL);
 }
 
 void sky_interrupt_scope_end(void)
 {
-    if (installed || scope_depth == 0)
+    if (installed || scope_depth == 0 || --scope_depth > 0)
         return;
-    if (--scope_depth == 0) {
-        sigaction(SIGINT, &scope_old_int, NULL);
-        sigaction(SIGTERM, &scope_old_term, NULL);
-        pending_signal = 0;
-    }
+    sigaction(SIGINT, &scope_old_int, NULL);
+    sigaction(SIGTERM, &scope_old_term, NULL);
+    int sig = pending_signal;
+    pending_signal = 0;
+    /* Nothing inside reported it (it came as the wait ended): the
+     * program's own handler, or its default action, gets it after all. */
+    if (sig && !observed)
+        raise(sig);
+    observed = 0;
 }
 
-int sky_interrupt_pending(void) { return pending_signal; }
+int sky_interrupt_pending(void)
+{
+    int sig = pending_signal;
+    if (sig)
+        observed = 1;   /* whoever asks acts on it: stops and reports "interrupted" */
+    return sig;
+}
 void sky_interrupt_clear(void) { pending_signal = 0; }
 void sky_interrupt_raise(int sig) { pending_signal = sig; }
 

@@ -18,13 +18,16 @@ void sky_interrupt_install(void);
 /* A blocking wait in a host that did not install the handlers (stock
  * lua5.4 after `require "sky"`, or a C program that handles signals its own
  * way) would not notice Ctrl-C until it ended. Bracketing the wait with
- * begin/end installs the handlers for the wait's length only and then puts
- * the host's own back. Nests; does nothing where sky_interrupt_install()
- * was called. A signal caught inside the outermost scope is cleared at its
- * end: the wait has reported it ("interrupted") by then. */
+ * begin/end installs the handlers for the wait's length only (a signal the
+ * program ignores stays ignored) and then puts the program's own back. Nests;
+ * does nothing where sky_interrupt_install() was called. At the outermost
+ * end, a signal caught inside is cleared if sky_interrupt_pending() returned
+ * it (the wait stopped and reported "interrupted"); otherwise it is raised
+ * again for the program's own handler, so no signal is lost. */
 void sky_interrupt_scope_begin(void);
 void sky_interrupt_scope_end(void);
-/* The pending signal number (SIGINT, SIGTERM), or 0. */
+/* The pending signal number (SIGINT, SIGTERM), or 0. A caller that gets a
+ * signal must stop what it is doing and report "interrupted". */
 int sky_interrupt_pending(void);
 /* Forget a pending signal (after it has been acted upon). */
 void sky_interrupt_clear(void);

@@ -82,4 +82,27 @@ export PKG_CONFIG_PATH="$libdir/pkgconfig"
 cc -o "$TMP/embed" "$TMP/embed.c" $(pkg-config --cflags --libs skyrun) -Wl,-rpath,"$libdir"
 out=$(SKYRUN_WORKER="$worker" "$TMP/embed" "$TMP/job.lua" 6)
 [ "$out" = 42 ] || fail "embedded host gave '$out'"
+
+# A program that ignores SIGINT keeps ignoring it while the host waits for a
+# pool (the host installs its handlers for waits only where a signal is not
+# ignored): the call runs to its end.
+sed 's|sky_host \*h = sky_host_new(NULL);|signal(SIGINT, SIG_IGN);\n    sky_host *h = sky_host_new(NULL);|; s|#include <stdio.h>|#include <stdio.h>\n#include <signal.h>|' \
+  "$TMP/embed.c" > "$TMP/embed_ignore.c"
+grep -q SIG_IGN "$TMP/embed_ignore.c" || fail "could not derive embed_ignore.c"
+cc -o "$TMP/embed_ignore" "$TMP/embed_ignore.c" $(pkg-config --cflags --libs skyrun) -Wl,-rpath,"$libdir"
+cat > "$TMP/ignore.lua" <<LUA
+local sky = require "sky"
+local pool <close> = sky.compute {}
+print((sky.fn(function()
+  os.execute("sleep 0.2"); io.open("$TMP/ignoring", "w"):close(); os.execute("sleep 1")
+  return 42
+end)() >> pool))
+LUA
+SKYRUN_WORKER="$worker" "$TMP/embed_ignore" "$TMP/ignore.lua" > "$TMP/ignore.out" 2> "$TMP/ignore.err" &
+embed_pid=$!
+for ((i = 0; i < 600; i++)); do [ -e "$TMP/ignoring" ] && break; sleep 0.05; done
+[ -e "$TMP/ignoring" ] || fail "the call in the SIGINT-ignoring program never started"
+kill -INT "$embed_pid"
+wait "$embed_pid" || fail "a program ignoring SIGINT was interrupted: $(cat "$TMP/ignore.err")"
+[ "$(cat "$TMP/ignore.out")" = 42 ] || fail "SIGINT-ignoring program gave '$(cat "$TMP/ignore.out")'"
 echo "ok - installed library, module and headers work"
