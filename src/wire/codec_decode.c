@@ -71,40 +71,96 @@ static int read_count(struct dec *d, uint64_t *n, uint64_t min_bytes_each, const
     return 0;
 }
 
-/* After a TAG_TABLE_MT table's contents: name and metatable value. The
- * metatable registered here under that name wins; else, with
- * WIRE_CODEC_ADOPT_METATABLES, the copy that came (remembered under the name
- * so results can go back with it); else none. */
+/* After a TAG_TABLE_MT table's contents: its metatable. It is set only if
+ * it is a metatable known by name on this side (registered here, or on a
+ * worker a copy adopted from TAG_CLASS); any other is dropped. */
 static int dec_metatable(struct dec *d, int t)
 {
     lua_State *L = d->L;
     size_t at = offset(d);
-    uint64_t n;
-    const uint8_t *name;
-    if (wire_read_varint(&d->r, &n) != WIRE_OK || n > left(d) ||
-        wire_read_bytes(&d->r, (size_t)n, &name) != WIRE_OK)
-        return truncated(d);
-    if (n == 0 || n > WIRE_MAX_METATABLE_NAME)
-        return fail(d, at, "a metatable name is empty or too long");
-    size_t value_at = offset(d);
     if (dec_value(d) < 0)
         return -1;
     if (lua_type(L, -1) != LUA_TTABLE)
-        return fail(d, value_at, "a metatable is not a table");
-    lua_pushlstring(L, (const char *)name, (size_t)n);
-    if (lua_rawget(L, d->classes_idx) == LUA_TTABLE) {
-        lua_remove(L, -2);                 /* this side's own */
-    } else {
+        return fail(d, at, "a metatable is not a table");
+    lua_pushvalue(L, -1);
+    int known = lua_rawget(L, d->metas_idx) == LUA_TSTRING;
+    lua_pop(L, 1);
+    if (known)
+        lua_setmetatable(L, t);
+    else
         lua_pop(L, 1);
-        if (!(d->c->flags & WIRE_CODEC_ADOPT_METATABLES)) {
-            lua_pop(L, 1);
-            return 0;
-        }
+    return 0;
+}
+
+static int read_class_name(struct dec *d, const uint8_t **name, size_t *len)
+{
+    size_t at = offset(d);
+    uint64_t n;
+    if (wire_read_varint(&d->r, &n) != WIRE_OK || n > left(d) ||
+        wire_read_bytes(&d->r, (size_t)n, name) != WIRE_OK)
+        return truncated(d);
+    if (n == 0 || n > WIRE_MAX_METATABLE_NAME)
+        return fail(d, at, "a metatable name is empty or too long");
+    *len = (size_t)n;
+    return 0;
+}
+
+static int dec_table(struct dec *d, int with_metatable);
+
+/* TAG_CLASS: a registered metatable with its contents. The table registered
+ * under the name on this side stands in for it (and for every later
+ * reference to it); without one, a worker adopts the copy under the name,
+ * a host keeps it as a plain table. */
+static int dec_class(struct dec *d)
+{
+    lua_State *L = d->L;
+    const uint8_t *name;
+    size_t len;
+    if (read_class_name(d, &name, &len) < 0)
+        return -1;
+    size_t at = offset(d);
+    uint8_t tag;
+    if (wire_read_u8(&d->r, &tag) != WIRE_OK)
+        return truncated(d);
+    if (tag != TAG_TABLE && tag != TAG_TABLE_MT)
+        return fail(d, at, "a metatable's contents are not a table");
+    lua_Integer slot = d->nrefs + 1;   /* the number dec_table gives it */
+    if (dec_table(d, tag == TAG_TABLE_MT) < 0)
+        return -1;
+    lua_pushlstring(L, (const char *)name, len);
+    if (lua_rawget(L, d->classes_idx) == LUA_TTABLE) {
+        lua_remove(L, -2);
         lua_pushvalue(L, -1);
-        lua_pushlstring(L, (const char *)name, (size_t)n);
+        lua_rawseti(L, d->refs_idx, slot);
+        return 0;
+    }
+    lua_pop(L, 1);
+    if (d->c->flags & WIRE_CODEC_ADOPT_METATABLES) {
+        lua_pushvalue(L, -1);
+        lua_pushlstring(L, (const char *)name, len);
         lua_rawset(L, d->metas_idx);
     }
-    lua_setmetatable(L, t);
+    return 0;
+}
+
+/* TAG_CLASS_NAME: a metatable this side registered, sent back by name. */
+static int dec_class_name(struct dec *d)
+{
+    lua_State *L = d->L;
+    size_t at = offset(d) - 1;
+    const uint8_t *name;
+    size_t len;
+    if (read_class_name(d, &name, &len) < 0)
+        return -1;
+    lua_pushlstring(L, (const char *)name, len);
+    if (lua_rawget(L, d->classes_idx) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        char msg[300];
+        snprintf(msg, sizeof msg, "metatable '%.*s' is not registered on this side",
+                 (int)(len > 80 ? 80 : len), (const char *)name);
+        return fail(d, at, msg);
+    }
+    add_ref(d);
     return 0;
 }
 
@@ -348,6 +404,10 @@ static int dec_value(struct dec *d)
     case TAG_TABLE:
     case TAG_TABLE_MT:
         return dec_table(d, tag == TAG_TABLE_MT);
+    case TAG_CLASS:
+        return dec_class(d);
+    case TAG_CLASS_NAME:
+        return dec_class_name(d);
     case TAG_REF: {
         uint64_t id;
         if (wire_read_varint(&d->r, &id) != WIRE_OK)

@@ -6,9 +6,11 @@
  * come out as back-references. The global table becomes a marker, library
  * values become names, everything else that cannot travel (userdata,
  * threads, unnamed C functions) is refused with the path that leads to it.
- * A table whose metatable was registered (wire_codec_register_metatable)
- * carries the metatable's name and the metatable itself; other metatables
- * are dropped.
+ * A table whose metatable is known by name (registered with
+ * wire_codec_register_metatable, or adopted by a worker) carries it; other
+ * metatables are dropped. A registered metatable itself, wherever it is
+ * met, goes as TAG_CLASS (name and contents); a worker's adopted copy goes
+ * back as its name only, and the host puts its own table in its place.
  *
  * The walk runs inside lua_pcall so a Lua error (out of memory) cannot
  * longjmp over the caller's C frames; on any failure the output buffer is
@@ -40,7 +42,7 @@ struct enc {
     wire_err *err;
     enum wire_roots roots;
     int strip;
-    int names_idx, cache_idx, protos_idx, refs_idx, metas_idx;
+    int names_idx, cache_idx, protos_idx, refs_idx, metas_idx, classes_idx;
     lua_Integer next_ref;
     int depth;
     int failed;
@@ -230,9 +232,34 @@ static int enc_pair_value(struct enc *e, int key_idx, int value_idx)
     return rc;
 }
 
+/* A table known by a metatable name: a copy adopted from the peer goes
+ * back by name only (1: done); one registered here is marked TAG_CLASS and
+ * its contents follow (0). */
+static int enc_class(struct enc *e, int idx)
+{
+    lua_State *L = e->L;
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, e->metas_idx) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushvalue(L, -1);
+    int own = lua_rawget(L, e->classes_idx) == LUA_TTABLE && lua_rawequal(L, -1, idx);
+    lua_pop(L, 1);
+    size_t n;
+    const char *name = lua_tolstring(L, -1, &n);
+    sky_buf_append_byte(e->out, own ? TAG_CLASS : TAG_CLASS_NAME);
+    sky_buf_append_varint(e->out, n);
+    sky_buf_append(e->out, name, n);
+    lua_pop(L, 1);
+    return !own;
+}
+
 static int enc_table(struct enc *e, int idx)
 {
     lua_State *L = e->L;
+    if (enc_class(e, idx))
+        return 0;
     if (enter(e) < 0)
         return -1;
     lua_Unsigned narr = lua_rawlen(L, idx), nhash = 0;
@@ -243,15 +270,16 @@ static int enc_table(struct enc *e, int idx)
               (lua_Unsigned)lua_tointeger(L, -1) <= narr))
             nhash++;
     }
-    /* A registered metatable travels with the table; any other is dropped. */
+    /* A metatable known by name travels with the table; any other is dropped. */
     int meta = 0;
     if (lua_getmetatable(L, idx)) {
         lua_pushvalue(L, -1);
-        if (lua_rawget(L, e->metas_idx) == LUA_TSTRING) {
-            meta = lua_gettop(L) - 1;   /* [metatable, name] stay until the end */
-        } else {
-            lua_pop(L, 2);
-        }
+        int known = lua_rawget(L, e->metas_idx) == LUA_TSTRING;
+        lua_pop(L, 1);
+        if (known)
+            meta = lua_gettop(L);   /* stays on the stack until the end */
+        else
+            lua_pop(L, 1);
     }
     sky_buf_append_byte(e->out, meta ? TAG_TABLE_MT : TAG_TABLE);
     sky_buf_append_varint(e->out, narr);
@@ -280,16 +308,12 @@ static int enc_table(struct enc *e, int idx)
         lua_pop(L, 1);
     }
     if (meta) {
-        size_t n;
-        const char *name = lua_tolstring(L, meta + 1, &n);
-        sky_buf_append_varint(e->out, n);
-        sky_buf_append(e->out, name, n);
         push_seg(e, (struct path_seg){ .kind = SEG_META });
         int rc = enc_value(e, meta);
         pop_seg(e);
         if (rc < 0)
             return -1;
-        lua_pop(L, 2);
+        lua_pop(L, 1);
     }
     e->depth--;
     return 0;
@@ -459,6 +483,8 @@ static int encode_body(lua_State *L)
     e->protos_idx = lua_gettop(L);
     WIRE_PUSH_REF(L, e->c->metas_ref);
     e->metas_idx = lua_gettop(L);
+    WIRE_PUSH_REF(L, e->c->classes_ref);
+    e->classes_idx = lua_gettop(L);
     lua_newtable(L);
     e->refs_idx = lua_gettop(L);
     for (int i = 1; i <= n; i++) {

@@ -22,7 +22,9 @@ enum wire_tag {
     TAG_GLOBALS = 8,  /* the receiving side's global table */
     TAG_NAMED = 9,    /* varint len | name: a library value resolved through package.loaded */
     TAG_FUNCTION = 10, /* 16-byte hash | varint n_upvalues | upvalues */
-    TAG_TABLE_MT = 11  /* as TAG_TABLE, then varint len | metatable name | metatable value */
+    TAG_TABLE_MT = 11, /* as TAG_TABLE, then the metatable (a value: TAG_CLASS, TAG_CLASS_NAME, TAG_REF) */
+    TAG_CLASS = 12,    /* varint len | name | TAG_TABLE or TAG_TABLE_MT: a registered metatable */
+    TAG_CLASS_NAME = 13 /* varint len | name: the receiver's own registered metatable (sent back) */
 };
 
 /* The codec's Lua-side tables, kept in the registry (see codec.c). */
@@ -35,7 +37,8 @@ struct wire_codec {
     int pure_ref;    /* hash + upvalue bytes -> loaded closure, for closures whose
                         upvalues are only globals and library names */
     int sky_ref;     /* the `sky` table whose fields are in names (LUA_NOREF before) */
-    int metas_ref;   /* weak-keyed: metatable -> name (registered, and adopted copies) */
+    int metas_ref;   /* weak-keyed: metatable -> name (registered here, and copies adopted
+                        from TAG_CLASS on workers) */
     int classes_ref; /* name -> metatable registered on this side */
     sky_buf dump;    /* scratch for lua_dump */
     size_t dumps;    /* how many closures were dumped (the cache's effect, for tests) */

@@ -158,6 +158,13 @@ t.test("a registered metatable travels with its tables and comes back as the hos
   t.eq(shared, true)
   t.eq(getmetatable(sum), Point)
   t.eq(sum:norm2(), 41)
+  -- the usual constructor: only the class travels (as an upvalue)
+  local new = sky.fn(function(x) return setmetatable({ x = x, y = 0 }, Point) end)
+  local made = pool:map(new, { 1, 2, 3 })
+  for i, p in ipairs(made) do
+    t.eq(getmetatable(p), Point)
+    t.eq(p:norm2(), i * i)
+  end
   -- an unregistered metatable stays behind
   local bare = sky.fn(function(v) return getmetatable(v) == nil, v.missing end)
   local none, missing = pool:run(bare(setmetatable({}, { __index = function() return "meta" end })))

@@ -229,16 +229,55 @@ static void a_metatable_name_unknown_to_the_host_is_dropped(void **state)
 static void bad_metatable_encodings_are_decode_errors(void **state)
 {
     struct pair *p = *state;
-    /* TAG_TABLE_MT (11), no array items, no fields, then name and metatable. */
-    static const uint8_t not_a_table[] = { 11, 0, 0, 1, 'M', 3, 2 };
-    static const uint8_t empty_name[] = { 11, 0, 0, 0, 6, 0, 0 };
-    static const uint8_t cut_name[] = { 11, 0, 0, 5, 'M' };
-    assert_int_equal(wire_decode(p->worker.c, p->worker.L, not_a_table, sizeof not_a_table, &p->err), -1);
-    assert_non_null(strstr(p->err.msg, "a metatable is not a table"));
-    assert_int_equal(wire_decode(p->worker.c, p->worker.L, empty_name, sizeof empty_name, &p->err), -1);
-    assert_non_null(strstr(p->err.msg, "metatable name"));
-    assert_int_equal(wire_decode(p->worker.c, p->worker.L, cut_name, sizeof cut_name, &p->err), -1);
-    assert_int_equal(lua_gettop(p->worker.L), 0);
+    /* TAG_TABLE_MT (11): empty table, then a metatable value that is an integer. */
+    static const uint8_t not_a_table[] = { 11, 0, 0, 3, 2 };
+    /* TAG_CLASS (12): empty name; contents that are not a table; name cut short. */
+    static const uint8_t empty_name[] = { 12, 0, 6, 0, 0 };
+    static const uint8_t class_not_table[] = { 12, 1, 'M', 3, 2 };
+    static const uint8_t cut_name[] = { 12, 5, 'M' };
+    /* TAG_CLASS_NAME (13) of a name nobody registered. */
+    static const uint8_t unknown_name[] = { 13, 5, 'G', 'h', 'o', 's', 't' };
+    struct { const uint8_t *bytes; size_t len; const char *says; } cases[] = {
+        { not_a_table, sizeof not_a_table, "a metatable is not a table" },
+        { empty_name, sizeof empty_name, "metatable name is empty" },
+        { class_not_table, sizeof class_not_table, "contents are not a table" },
+        { cut_name, sizeof cut_name, "ends in the middle" },
+        { unknown_name, sizeof unknown_name, "metatable 'Ghost' is not registered on this side" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(wire_decode(p->worker.c, p->worker.L, cases[i].bytes, cases[i].len, &p->err), -1);
+        if (!strstr(p->err.msg, cases[i].says))
+            fail_msg("case %zu: '%s' does not say '%s'", i, p->err.msg, cases[i].says);
+        assert_int_equal(lua_gettop(p->worker.L), 0);
+    }
+}
+
+static void a_class_sent_only_as_an_upvalue_comes_back_as_the_hosts_own(void **state)
+{
+    struct pair *p = *state;
+    /* The usual constructor: no instance travels to the worker, only the class. */
+    run(p->host.L, "local P = { __index = { twice = function(s) return 2 * s.x end } }\n"
+                   "P.__index.class = P\n"
+                   "Point = P\n"
+                   "new_point = function(x) return setmetatable({ x = x }, P) end");
+    register_global_metatable(&p->host, "Point");
+    int n = run(p->host.L, "return new_point");
+    assert_int_equal(ship(p, n, WIRE_ROOTS_VALUES), 1);
+    lua_State *W = p->worker.L;
+    lua_pushinteger(W, 21);
+    if (lua_pcall(W, 1, 1, 0) != LUA_OK)
+        fail_msg("worker code raised: %s", lua_tostring(W, -1));
+    lua_pushvalue(W, -1);
+    lua_setglobal(W, "made");
+    run(W, "assert(made:twice() == 42 and made.class == getmetatable(made))");
+    sky_buf_reset(&p->buf);
+    assert_int_equal(wire_encode(p->worker.c, W, -1, 1, WIRE_ROOTS_RESULTS, &p->buf, NULL, &p->err), 0);
+    lua_pop(W, 1);
+    /* Back by name only: the host loads nothing the worker defined. */
+    assert_null(memmem(p->buf.data, p->buf.len, "twice", 5));
+    assert_int_equal(wire_decode(p->host.c, p->host.L, p->buf.data, p->buf.len, &p->err), 1);
+    lua_setglobal(p->host.L, "back");
+    run(p->host.L, "assert(getmetatable(back) == Point and back.class == Point and back:twice() == 42)");
 }
 
 static void what_a_registered_metatable_holds_is_refused_with_its_path(void **state)
@@ -638,6 +677,7 @@ int main(void)
         T(registered_metatables_travel_and_come_back_as_the_hosts_own),
         T(a_metatable_name_unknown_to_the_host_is_dropped),
         T(bad_metatable_encodings_are_decode_errors),
+        T(a_class_sent_only_as_an_upvalue_comes_back_as_the_hosts_own),
         T(what_a_registered_metatable_holds_is_refused_with_its_path),
         T(closures_run_with_their_upvalues_after_decode),
         T(recursive_local_functions_work_after_decode),
