@@ -1094,22 +1094,23 @@ sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_Stat
         }
         if (dead) {
             snprintf(err, errlen, "%s", p->last_error[0] ? p->last_error : "a worker failed to start");
-            goto fail;
+            goto fail_handshake;
         }
         if (!starting)
             break;
         if (sky_interrupt_pending()) {
             snprintf(err, errlen, "interrupted while starting the pool");
-            goto fail;
+            goto fail_handshake;
         }
         pump(p, 1);
     }
-    sky_interrupt_scope_end();
     p->creating = 0;
+    sky_interrupt_scope_end();
     return p;
+fail_handshake:
+    sky_interrupt_scope_end();
 fail:
     sky_pool_free(p);
-    sky_interrupt_scope_end();
     return NULL;
 }
 

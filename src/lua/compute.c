@@ -16,6 +16,7 @@
 
 #include "compute/pool.h"
 #include "lua/bindings.h"
+#include "util/interrupt.h"
 #include "wire/wire.h"
 
 #define POOL_TYPE "sky.pool"
@@ -259,6 +260,9 @@ static int pool_wait_each(lua_State *L)
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
     enter(u);
+    /* One scope for the whole list: a signal that lands between two waits
+     * is still seen by the next one (util/interrupt.h). */
+    sky_interrupt_scope_begin();
     lua_createtable(L, (int)n, 0);
     int list = lua_gettop(L);
     for (lua_Integer i = 1; i <= n; i++) {
@@ -273,6 +277,7 @@ static int pool_wait_each(lua_State *L)
                 sky_pool_release(u->pool, (uint64_t)lua_tointeger(L, -1));
                 lua_pop(L, 1);
             }
+            sky_interrupt_scope_end();
             leave(u);
             lua_pushinteger(L, i);
             return 3;
@@ -283,6 +288,7 @@ static int pool_wait_each(lua_State *L)
         }
         lua_settop(L, list);
     }
+    sky_interrupt_scope_end();
     leave(u);
     return 1;
 }

@@ -101,12 +101,17 @@ void sky_interrupt_scope_begin(void)
     if (installed || scope_depth++ > 0)
         return;
     observed = 0;
-    set_handlers(&scope_old_int, &scope_old_term);
+    sigaction(SIGINT, NULL, &scope_old_int);
+    sigaction(SIGTERM, NULL, &scope_old_term);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
     /* A signal the program ignores stays ignored. */
-    if (scope_old_int.sa_handler == SIG_IGN)
-        sigaction(SIGINT, &scope_old_int, NULL);
-    if (scope_old_term.sa_handler == SIG_IGN)
-        sigaction(SIGTERM, &scope_old_term, NULL);
+    if (scope_old_int.sa_handler != SIG_IGN)
+        sigaction(SIGINT, &sa, NULL);
+    if (scope_old_term.sa_handler != SIG_IGN)
+        sigaction(SIGTERM, &sa, NULL);
 }
 
 void sky_interrupt_scope_end(void)
@@ -118,9 +123,14 @@ void sky_interrupt_scope_end(void)
     int sig = pending_signal;
     pending_signal = 0;
     /* Nothing inside reported it (it came as the wait ended): the
-     * program's own handler, or its default action, gets it after all. */
-    if (sig && !observed)
+     * program's own handler, or its default action, gets it after all.
+     * The default action ends the process: stop the nodes first. */
+    if (sig && !observed) {
+        struct sigaction *old = sig == SIGINT ? &scope_old_int : &scope_old_term;
+        if (old->sa_handler == SIG_DFL)
+            sky_interrupt_kill_tracked();
         raise(sig);
+    }
     observed = 0;
 }
 

@@ -155,17 +155,17 @@ int wire_codec_register_metatable(wire_codec *c, lua_State *L, const char *name,
     idx = lua_absindex(L, idx);
     WIRE_PUSH_REF(L, c->classes_ref);
     WIRE_PUSH_REF(L, c->metas_ref);
-    /* The table the name had before no longer goes by it (unless it was
-     * registered again under another name since). */
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -1), name) != 0) {
+        wire_set_err(err, "this table is already registered as '%.80s'", lua_tostring(L, -1));
+        lua_pop(L, 3);
+        return -1;
+    }
+    lua_pop(L, 1);
+    /* The table the name had before no longer goes by it. */
     if (lua_getfield(L, -2, name) == LUA_TTABLE) {
-        lua_pushvalue(L, -1);
-        if (lua_rawget(L, -3) == LUA_TSTRING && strcmp(lua_tostring(L, -1), name) == 0) {
-            lua_pop(L, 1);
-            lua_pushnil(L);
-            lua_rawset(L, -3);
-        } else {
-            lua_pop(L, 2);
-        }
+        lua_pushnil(L);
+        lua_rawset(L, -3);
     } else {
         lua_pop(L, 1);
     }

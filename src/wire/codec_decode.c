@@ -105,18 +105,24 @@ static int read_class_name(struct dec *d, const uint8_t **name, size_t *len)
     return 0;
 }
 
-static int dec_table(struct dec *d, int with_metatable);
+/* A registered metatable's name is known before its contents: the table
+ * is named (or stood in for) before anything inside can refer back to it. */
+struct class_name {
+    const uint8_t *s;
+    size_t len;
+    int local;   /* out: this side's own table stands in (pushed under the copy) */
+};
+
+static int dec_table(struct dec *d, int with_metatable, struct class_name *cls);
 
 /* TAG_CLASS: a registered metatable with its contents. The table registered
- * under the name on this side stands in for it (and for every later
- * reference to it); without one, a worker adopts the copy under the name,
- * a host keeps it as a plain table. */
+ * under the name on this side stands in for it (and for every reference to
+ * it, from inside its contents too); without one, a worker adopts the copy
+ * under the name, a host keeps it as a plain table. */
 static int dec_class(struct dec *d)
 {
-    lua_State *L = d->L;
-    const uint8_t *name;
-    size_t len;
-    if (read_class_name(d, &name, &len) < 0)
+    struct class_name cls = { 0 };
+    if (read_class_name(d, &cls.s, &cls.len) < 0)
         return -1;
     size_t at = offset(d);
     uint8_t tag;
@@ -124,23 +130,7 @@ static int dec_class(struct dec *d)
         return truncated(d);
     if (tag != TAG_TABLE && tag != TAG_TABLE_MT)
         return fail(d, at, "a metatable's contents are not a table");
-    lua_Integer slot = d->nrefs + 1;   /* the number dec_table gives it */
-    if (dec_table(d, tag == TAG_TABLE_MT) < 0)
-        return -1;
-    lua_pushlstring(L, (const char *)name, len);
-    if (lua_rawget(L, d->classes_idx) == LUA_TTABLE) {
-        lua_remove(L, -2);
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, d->refs_idx, slot);
-        return 0;
-    }
-    lua_pop(L, 1);
-    if (d->c->flags & WIRE_CODEC_ADOPT_METATABLES) {
-        lua_pushvalue(L, -1);
-        lua_pushlstring(L, (const char *)name, len);
-        lua_rawset(L, d->metas_idx);
-    }
-    return 0;
+    return dec_table(d, tag == TAG_TABLE_MT, &cls);
 }
 
 /* TAG_CLASS_NAME: a metatable this side registered, sent back by name. */
@@ -164,7 +154,27 @@ static int dec_class_name(struct dec *d)
     return 0;
 }
 
-static int dec_table(struct dec *d, int with_metatable)
+static void name_class(struct dec *d, struct class_name *cls)
+{
+    lua_State *L = d->L;
+    lua_pushlstring(L, (const char *)cls->s, cls->len);
+    if (lua_rawget(L, d->classes_idx) == LUA_TTABLE) {
+        /* References to it, from inside its contents too, get our own table. */
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, d->refs_idx, d->nrefs);
+        lua_insert(L, -2);   /* [own, copy] */
+        cls->local = 1;
+        return;
+    }
+    lua_pop(L, 1);
+    if (d->c->flags & WIRE_CODEC_ADOPT_METATABLES) {
+        lua_pushvalue(L, -1);
+        lua_pushlstring(L, (const char *)cls->s, cls->len);
+        lua_rawset(L, d->metas_idx);
+    }
+}
+
+static int dec_table(struct dec *d, int with_metatable, struct class_name *cls)
 {
     lua_State *L = d->L;
     uint64_t narr, nhash;
@@ -175,6 +185,8 @@ static int dec_table(struct dec *d, int with_metatable)
         return fail(d, offset(d), "table counts are more than the input can hold");
     lua_createtable(L, (int)narr, (int)nhash);
     add_ref(d);
+    if (cls)
+        name_class(d, cls);
     int t = lua_gettop(L);
     for (uint64_t i = 1; i <= narr; i++) {
         if (dec_value(d) < 0)
@@ -198,6 +210,8 @@ static int dec_table(struct dec *d, int with_metatable)
     }
     if (with_metatable && dec_metatable(d, t) < 0)
         return -1;
+    if (cls && cls->local)
+        lua_pop(L, 1);   /* the copy: our own table stays */
     d->depth--;
     return 0;
 }
@@ -403,7 +417,7 @@ static int dec_value(struct dec *d)
     }
     case TAG_TABLE:
     case TAG_TABLE_MT:
-        return dec_table(d, tag == TAG_TABLE_MT);
+        return dec_table(d, tag == TAG_TABLE_MT, NULL);
     case TAG_CLASS:
         return dec_class(d);
     case TAG_CLASS_NAME:

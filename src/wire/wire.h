@@ -137,7 +137,8 @@ void wire_codec_free(wire_codec *c);   /* before lua_close(L): it releases regis
  * travel with it (the metatable itself by value, with its methods), and on
  * a side where the name is registered they get that side's own table back,
  * so `getmetatable(result) == Point` holds on the host. Registering a name
- * again replaces its table. Returns 0, or -1 (err: empty or over-long name). */
+ * again replaces its table; a table has one name. Returns 0, or -1 (err:
+ * empty or over-long name, table registered under another name). */
 int wire_codec_register_metatable(wire_codec *c, lua_State *L, const char *name, int idx,
                                   wire_err *err);
 

@@ -172,6 +172,17 @@ t.test("a registered metatable travels with its tables and comes back as the hos
   t.eq(missing, nil)
   t.raises(function() sky.metatable("", {}) end, "sky.metatable", "1 to 200 bytes")
   t.raises(function() sky.metatable("x", 1) end, "expected a metatable")
+  t.raises(function() sky.metatable("test.Other", Point) end, "already registered as 'test.Point'")
+  t.eq(sky.metatable("test.Point", Point), Point)   -- the same name again is fine
+  -- a hierarchy of registered classes keeps its chain both ways
+  local Base = sky.metatable("test.Base", {}); Base.__index = Base
+  function Base.hello(o) return "base " .. o.n end
+  local Derived = sky.metatable("test.Derived", setmetatable({}, Base)); Derived.__index = Derived
+  function Derived.twice(o) return 2 * o.n end
+  local use = sky.fn(function(o) return o:hello(), o:twice(), setmetatable({ n = 5 }, getmetatable(o)) end)
+  local hello, twice, made = pool:run(use(setmetatable({ n = 3 }, Derived)))
+  t.eq(hello, "base 3"); t.eq(twice, 6)
+  t.eq(getmetatable(made), Derived); t.eq(made:hello(), "base 5")
 end)
 
 t.test("upvalues travel by value, nested and recursive functions included", function()

@@ -252,6 +252,25 @@ static void bad_metatable_encodings_are_decode_errors(void **state)
     }
 }
 
+static void an_instance_inside_its_own_class_keeps_the_class_as_metatable(void **state)
+{
+    struct pair *p = *state;
+    /* The instance is met inside the class's contents, before the class
+     * itself is finished: it must still get the class as its metatable. */
+    run(p->host.L, "local C = { __index = { kind = 'c' } }\n"
+                   "C.default = setmetatable({ v = 1 }, C)\n"
+                   "C.self = C\n"
+                   "Class = C");
+    register_global_metatable(&p->host, "Class");
+    int n = run(p->host.L, "return Class");
+    assert_int_equal(ship(p, n, WIRE_ROOTS_VALUES), 1);
+    check_on_worker(p, 1, "local C = ...\n"
+                          "assert(C.self == C, 'self reference')\n"
+                          "assert(getmetatable(C.default) == C, 'instance inside its class')\n"
+                          "assert(C.default.kind == 'c' and C.default.v == 1)\n"
+                          "return true");
+}
+
 static void a_class_sent_only_as_an_upvalue_comes_back_as_the_hosts_own(void **state)
 {
     struct pair *p = *state;
@@ -678,6 +697,7 @@ int main(void)
         T(a_metatable_name_unknown_to_the_host_is_dropped),
         T(bad_metatable_encodings_are_decode_errors),
         T(a_class_sent_only_as_an_upvalue_comes_back_as_the_hosts_own),
+        T(an_instance_inside_its_own_class_keeps_the_class_as_metatable),
         T(what_a_registered_metatable_holds_is_refused_with_its_path),
         T(closures_run_with_their_upvalues_after_decode),
         T(recursive_local_functions_work_after_decode),
