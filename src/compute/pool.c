@@ -1121,6 +1121,14 @@ uint64_t sky_pool_submit(sky_pool *p, const uint8_t *values, size_t len,
         return 0;
     sky_call *c = sky_call_new(&p->call_alloc);
     c->id = p->next_id++;
+    if (len > SKY_POOL_MAX_CALL_BYTES) {
+        c->worker = -1;
+        c->outcome.node = c->outcome.worker = -1;
+        c->outcome.host = "";
+        sky_call_table_put(&p->calls, c);
+        fail_call(p, c, SKY_ERR_POOL, "the call is too large to send", "");
+        return c->id;
+    }
     sky_call_set_values(c, values, len);
     if (protos && protos->n) {
         c->protos.v = malloc(protos->n * sizeof *protos->v);

@@ -75,10 +75,15 @@ sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_Stat
  * removes node working directories. NULL-safe, idempotent via the caller. */
 void sky_pool_free(sky_pool *p);
 
+/* The most a call's encoded function and arguments may take: a CALL frame
+ * body is an 8-byte id, an 8-byte timeout and those values. */
+#define SKY_POOL_MAX_CALL_BYTES ((size_t)WIRE_MAX_BODY - 16u)
+
 /* Queues a call. values: encoded [function, arguments…]; protos: the
  * prototypes they refer to. node >= 0 pins it to that node (broadcast).
  * timeout <= 0 uses the pool's default. Returns the call id (> 0), or 0 if
- * the pool is closed. */
+ * the pool is closed. Values over SKY_POOL_MAX_CALL_BYTES make a call that
+ * fails at once (callers should refuse them before). */
 uint64_t sky_pool_submit(sky_pool *p, const uint8_t *values, size_t len,
                          const wire_hashes *protos, double timeout, int node);
 

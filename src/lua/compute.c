@@ -10,6 +10,7 @@
  * `false, error_table` so the Lua side can raise it at the caller's line.
  */
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -155,6 +156,24 @@ static int pool_new(lua_State *L)
     return 1;
 }
 
+/* Encodes the function and arguments at base..base+n-1 for a CALL frame:
+ * refuses what cannot travel, and what is too large to. */
+static int encode_call(wire_codec *codec, lua_State *L, int base, int n, sky_buf *out,
+                       wire_hashes *protos, wire_err *we)
+{
+    if (wire_encode(codec, L, base, n, WIRE_ROOTS_CALL, out, protos, we) != 0)
+        return -1;
+    if (out->len > SKY_POOL_MAX_CALL_BYTES) {
+        snprintf(we->msg, sizeof we->msg,
+                 "the call is too large to send: its function and arguments encode to %.1f MiB, "
+                 "over the %u MiB one call may carry (pass large data through storage or a volume)",
+                 (double)out->len / (1 << 20), (unsigned)(WIRE_MAX_BODY >> 20));
+        out->len = 0;
+        return -1;
+    }
+    return 0;
+}
+
 /* pool:_submit(f, args, timeout, node) -> id; args is a table.pack()ed list. */
 static int pool_submit(lua_State *L)
 {
@@ -183,7 +202,7 @@ static int pool_submit(lua_State *L)
     sky_buf out = SKY_BUF_INIT;
     wire_hashes protos = { 0 };
     wire_err we;
-    int rc = wire_encode(codec, L, base, nargs + 1, WIRE_ROOTS_CALL, &out, &protos, &we);
+    int rc = encode_call(codec, L, base, nargs + 1, &out, &protos, &we);
     lua_settop(L, base - 1);
     uint64_t id = rc == 0 && u->pool && !u->close_pending
                       ? sky_pool_submit(u->pool, out.data, out.len, &protos, timeout, node) : 0;
@@ -225,7 +244,7 @@ static int pool_submit_each(lua_State *L)
         lua_pushvalue(L, 2);
         lua_rawgeti(L, 3, i);
         wire_err we;
-        if (wire_encode(codec, L, ids + 1, 2, WIRE_ROOTS_CALL, &out, &protos, &we) != 0) {
+        if (encode_call(codec, L, ids + 1, 2, &out, &protos, &we) != 0) {
             lua_settop(L, ids);
             for (lua_Integer j = 1; j < i; j++) {   /* all or nothing */
                 lua_rawgeti(L, ids, j);

@@ -89,9 +89,11 @@ static void queue_results(struct worker *w, uint64_t id, int first)
         return;
     }
     if (w->body.len > WIRE_MAX_BODY) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "results of %zu bytes exceed the %u byte frame limit",
-                 w->body.len, WIRE_MAX_BODY);
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "the results are too large to send back: they encode to %.1f MiB, over the %u MiB "
+                 "one answer may carry (write large data to storage or a volume)",
+                 (double)w->body.len / (1 << 20), (unsigned)(WIRE_MAX_BODY >> 20));
         queue_error_str(w, id, WIRE_ERR_USER, msg);
         return;
     }

@@ -77,6 +77,20 @@ t.test("a group with an unsendable call queues none of its calls and names the c
   t.eq(pool:stats().calls_sent, before + 1)
 end)
 
+t.test("arguments or results over the frame limit are a clear error, and the pool works on", function()
+  local pool <close> = sky.compute { provider = sky.providers.localhost { nodes = 1, workers = 1 } }
+  local len = sky.fn(function(s) return #s end)
+  local huge = string.rep("x", 257 * 1048576)
+  t.raises(function() return len(huge) >> pool end, "too large to send", "257.0 MiB", "256 MiB")
+  t.raises(function() return pool:map(len, { "small", huge }) end, "map element 2", "too large to send")
+  huge = nil
+  collectgarbage()
+  local make = sky.fn(function(mb) return string.rep("y", mb * 1048576) end)
+  t.raises(function() return make(257) >> pool end, "results are too large to send back", "256 MiB")
+  t.eq(len("still works") >> pool, 11)
+  t.eq(pool:stats().calls_held, 0)
+end)
+
 t.test("host files do not leak into workers", function()
   local path = os.getenv("SKYRUN_BUILD_DIR") .. "/tmp-leak-" .. math.random(1e9)
   local held = io.open(path, "w")
