@@ -176,7 +176,7 @@ int wire_codec_define(wire_codec *c, const wire_hash *h, const uint8_t *code, si
 /* ---- message bodies ------------------------------------------------------ */
 
 /* HELLO: magic, u32 protocol, u32 LUA_VERSION_NUM, then one encoded table of
- * facts: { hostname=, pid=, cores=, memory= (bytes), accelerators = { {name=, memory=}, … },
+ * facts: { hostname=, pid=, cores=, memory= (bytes), accelerators = { {name=, bus=}, … },
  * lua = "Lua 5.4.x" }. */
 void wire_hello_append(sky_buf *body, const uint8_t *facts, size_t facts_len);
 /* Checks magic and versions: on mismatch returns WIRE_EBAD with a message
