@@ -3,8 +3,9 @@
  *
  * C does the work — encoding calls with the state's codec, the pool's
  * scheduler, decoding results — and exposes primitives (_submit, _wait,
- * _stream_open/_next/_close, _done, _release). lua/sky.lua builds the user-facing verbs
- * (`>>`, `&`, run, submit, map, stream, broadcast) from them.
+ * _stream_open/_next/_close, _done, _release, _forget). lua/sky.lua builds
+ * the user-facing verbs (`>>`, `&`, run, submit, map, stream, broadcast)
+ * from them.
  *
  * Convention: misuse raises; a failed remote call is returned as
  * `false, error_table` so the Lua side can raise it at the caller's line.
