@@ -30,9 +30,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # s3rver: the S3-compatible server the tests run on loopback.
+# Node.js and npm usually come with the machine (a newer Node than Debian's);
+# only where they are missing are Debian's packages installed.
 if ! command -v npm >/dev/null; then
-  echo "install-deps: node and npm are needed for the test S3 server" >&2; exit 1
+  echo "install-deps: npm missing, installing Debian's nodejs and npm" >&2
+  sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq || true
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends nodejs npm
 fi
+command -v npm >/dev/null || { echo "install-deps: npm is needed for the test S3 server" >&2; exit 1; }
 if [ ! -x "$here/.deps/npm/node_modules/.bin/s3rver" ]; then
   echo "install-deps: installing s3rver into $here/.deps/npm" >&2
   mkdir -p "$here/.deps/npm"
