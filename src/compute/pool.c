@@ -29,6 +29,7 @@
 #include "compute/provider.h"
 #include "skyrun_config.h"
 #include "util/interrupt.h"
+#include "util/sigpipe.h"
 
 #define MAX_DEPTH 64            /* calls in flight per worker while calls are short */
 #define SHORT_CALL_SECONDS 0.002
@@ -835,9 +836,13 @@ static double next_deadline_in(const sky_pool *p)
     return best;
 }
 
-/* One turn of the event loop. timeout < 0: wait up to the next deadline. */
+/* One turn of the event loop: block = wait up to the next deadline.
+ * SIGPIPE is held for the whole turn (util/sigpipe.h): a write to a worker
+ * that just died fails with EPIPE and the worker is handled as lost. */
 static void pump(sky_pool *p, int block)
 {
+    sky_sigpipe_guard guard;
+    sky_sigpipe_hold(&guard);
     dispatch(p);
     int n = 0;
     for (int i = 0; i < p->nworkers; i++) {
@@ -877,6 +882,7 @@ static void pump(sky_pool *p, int block)
     for (int i = 0; i < p->nworkers; i++)
         if (p->workers[i].state != W_DEAD)
             flush_writes(p, &p->workers[i]);
+    sky_sigpipe_release(&guard);
 }
 
 /* ---- public ------------------------------------------------------------- */
@@ -906,7 +912,10 @@ char *sky_pool_find_worker(void)
 
 static void stop_workers(sky_pool *p)
 {
-    /* BYE and EOF: a healthy worker exits by itself. */
+    /* BYE and EOF: a healthy worker exits by itself. One that is already
+     * gone makes the write fail with EPIPE (SIGPIPE held, util/sigpipe.h). */
+    sky_sigpipe_guard guard;
+    sky_sigpipe_hold(&guard);
     for (int i = 0; i < p->nworkers; i++) {
         worker *w = &p->workers[i];
         if (w->proc.to_worker < 0)
@@ -919,6 +928,7 @@ static void stop_workers(sky_pool *p)
         close(w->proc.to_worker);
         w->proc.to_worker = -1;
     }
+    sky_sigpipe_release(&guard);
     double until = now() + STOP_GRACE;
     for (;;) {
         int running = 0;
