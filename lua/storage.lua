@@ -9,8 +9,9 @@ local core = require "sky.core"
 local M = {}
 
 -- The presets: each fills in its provider's endpoint, region and addressing
--- style; explicit fields in the table still win.
-M.presets = { "aws", "r2", "gcs", "wasabi", "backblaze", "minio", "hyperstack" }
+-- style; explicit fields in the table still win. The names come from the C
+-- side's one list (src/s3/presets.c).
+M.presets = core.storage_presets
 
 local function build(opts, preset, profile)
   if opts ~= nil and type(opts) ~= "table" then

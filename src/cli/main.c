@@ -12,10 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/s3_command.h"
 #include "skyrun.h"
 #include "skyrun_config.h"
-
-int sky_cli_s3(int argc, char **argv, int progress, const char *config_path, const char *profile);
 
 static const char usage_text[] =
     "usage: skyrun [options] script.lua [args...]\n"

@@ -2,8 +2,10 @@
  * s3_command: `skyrun s3 ls|cp|rm|mb|rb|presign` — the storage client from
  * the shell, with s3://bucket/key URLs. Settings come from the same
  * s3_settings_resolve() as scripts (flags → AWS_* environment → ~/.aws →
- * skyrun.yaml profile). Exit status: 0 done, 1 the operation failed (the
- * message on stderr), 2 usage error.
+ * skyrun.yaml profile), and a copy lands where st:upload / st:download put
+ * it (s3/target.h, aws-cli's rules). This file only parses arguments and
+ * prints. Exit status: 0 done, 1 the operation failed (the message on
+ * stderr), 2 usage error, 128+N after signal N.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -13,29 +15,38 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "cli/s3_command.h"
 #include "s3/client.h"
 #include "s3/credentials.h"
+#include "s3/multipart.h"
+#include "s3/presets.h"
 #include "s3/s3_url.h"
+#include "s3/target.h"
 #include "util/interrupt.h"
 #include "util/log.h"
 
-int sky_cli_s3(int argc, char **argv, int progress, const char *config_path, const char *profile);
-
 #define EXIT_USAGE 2
 
-static const char usage_text[] =
-    "usage: skyrun s3 COMMAND [options]\n"
-    "  ls [-r] s3://BUCKET[/PREFIX]        list keys (-r: every key below, not one level)\n"
-    "  cp [-r] SRC DST                     copy file -> s3://, s3:// -> file, s3:// -> s3://\n"
-    "                                      (-r: a folder or a whole prefix)\n"
-    "  rm [-r] s3://BUCKET/KEY             delete a key (-r: every key under the prefix)\n"
-    "  mb s3://BUCKET                      create a bucket\n"
-    "  rb s3://BUCKET                      delete an (empty) bucket\n"
-    "  presign s3://BUCKET/KEY [--expires SECONDS] [--method GET|PUT]\n"
-    "options:\n"
-    "  --endpoint URL   --region NAME   --preset aws|r2|gcs|wasabi|backblaze|minio|hyperstack\n"
-    "  --part-size MIB  --parallel N    --help\n"
-    "Settings not given come from AWS_* variables, ~/.aws and skyrun.yaml (--profile).\n";
+static void print_usage(FILE *out)
+{
+    char presets[128];
+    s3_preset_names("|", presets, sizeof presets);
+    fprintf(out,
+            "usage: skyrun s3 COMMAND [options]\n"
+            "  ls [-r] s3://BUCKET[/PREFIX]        list keys (-r: every key below, not one level)\n"
+            "  cp [-r] SRC DST                     copy file -> s3://, s3:// -> file, s3:// -> s3://\n"
+            "                                      (-r: a folder or a whole prefix; a DST ending in /\n"
+            "                                      or an existing folder keeps the source's name)\n"
+            "  rm [-r] s3://BUCKET/KEY             delete a key (-r: every key under the prefix)\n"
+            "  mb s3://BUCKET                      create a bucket\n"
+            "  rb s3://BUCKET                      delete an (empty) bucket\n"
+            "  presign s3://BUCKET/KEY [--expires SECONDS] [--method GET|PUT]\n"
+            "options:\n"
+            "  --endpoint URL   --region NAME   --preset %s\n"
+            "  --part-size MIB  --parallel N    --retries N (extra attempts, default %d)   --help\n"
+            "Settings not given come from AWS_* variables, ~/.aws and skyrun.yaml (--profile).\n",
+            presets, S3_DEFAULT_RETRIES);
+}
 
 typedef struct s3_cli {
     const char *command;
@@ -46,6 +57,7 @@ typedef struct s3_cli {
     long expires;
     long part_size_mib;
     long parallel;
+    long retries;          /* -1: not given */
 } s3_cli;
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -72,45 +84,68 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
+/* The options that take a value: strings, or whole numbers in [lo, hi]. */
+enum flag_id { F_ENDPOINT, F_REGION, F_PRESET, F_METHOD, F_EXPIRES, F_PART_SIZE, F_PARALLEL, F_RETRIES };
+
+static const struct value_flag {
+    const char *name;
+    enum flag_id id;
+    int numeric;
+    long lo, hi;
+} VALUE_FLAGS[] = {
+    { "--endpoint", F_ENDPOINT, 0, 0, 0 },
+    { "--region", F_REGION, 0, 0, 0 },
+    { "--preset", F_PRESET, 0, 0, 0 },
+    { "--method", F_METHOD, 0, 0, 0 },
+    { "--expires", F_EXPIRES, 1, 1, S3_PRESIGN_MAX_EXPIRES },
+    { "--part-size", F_PART_SIZE, 1, 1, (long)(S3_MAX_PART_SIZE >> 20) },
+    { "--parallel", F_PARALLEL, 1, 1, S3_MAX_PARALLEL },
+    { "--retries", F_RETRIES, 1, 0, S3_MAX_RETRIES },
+};
+
+static const struct value_flag *find_value_flag(const char *arg)
+{
+    for (size_t i = 0; i < sizeof VALUE_FLAGS / sizeof VALUE_FLAGS[0]; i++)
+        if (strcmp(arg, VALUE_FLAGS[i].name) == 0)
+            return &VALUE_FLAGS[i];
+    return NULL;
+}
+
+static void set_flag(s3_cli *cli, enum flag_id id, const char *text, long number)
+{
+    switch (id) {
+    case F_ENDPOINT: cli->endpoint = text; break;
+    case F_REGION: cli->region = text; break;
+    case F_PRESET: cli->preset = text; break;
+    case F_METHOD: cli->method = text; break;
+    case F_EXPIRES: cli->expires = number; break;
+    case F_PART_SIZE: cli->part_size_mib = number; break;
+    case F_PARALLEL: cli->parallel = number; break;
+    case F_RETRIES: cli->retries = number; break;
+    }
+}
+
 /* Returns 0, 1 for --help (usage printed), or EXIT_USAGE. */
 static int parse_args(int argc, char **argv, s3_cli *cli)
 {
     memset(cli, 0, sizeof *cli);
     cli->expires = 3600;
+    cli->retries = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+        const struct value_flag *f = find_value_flag(a);
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(usage_text, stdout);
+            print_usage(stdout);
             return 1;
         } else if (strcmp(a, "-r") == 0 || strcmp(a, "--recursive") == 0) {
             cli->recursive = 1;
-        } else if (strcmp(a, "--endpoint") == 0 || strcmp(a, "--region") == 0 ||
-                   strcmp(a, "--preset") == 0 || strcmp(a, "--method") == 0) {
-            if (!value)
+        } else if (f) {
+            long v = 0;
+            if (i + 1 >= argc)
                 return usage_error("%s needs a value", a);
-            if (a[2] == 'e')
-                cli->endpoint = value;
-            else if (a[2] == 'r')
-                cli->region = value;
-            else if (a[2] == 'p')
-                cli->preset = value;
-            else
-                cli->method = value;
-            i++;
-        } else if (strcmp(a, "--expires") == 0 || strcmp(a, "--part-size") == 0 ||
-                   strcmp(a, "--parallel") == 0) {
-            long v;
-            long hi = a[2] == 'e' ? 604800 : a[4] == 'r' ? 5120 : 64;
-            if (!value || parse_long(value, 1, hi, &v) != 0)
-                return usage_error("%s needs a whole number in range", a);
-            if (a[2] == 'e')
-                cli->expires = v;
-            else if (a[4] == 'r')
-                cli->part_size_mib = v;
-            else
-                cli->parallel = v;
-            i++;
+            if (f->numeric && parse_long(argv[i + 1], f->lo, f->hi, &v) != 0)
+                return usage_error("%s needs a whole number from %ld to %ld", a, f->lo, f->hi);
+            set_flag(cli, f->id, argv[++i], v);
         } else if (a[0] == '-' && a[1] != '\0') {
             return usage_error("unknown option '%s'", a);
         } else if (!cli->command) {
@@ -122,7 +157,7 @@ static int parse_args(int argc, char **argv, s3_cli *cli)
         }
     }
     if (!cli->command) {
-        fputs(usage_text, stderr);
+        print_usage(stderr);
         return EXIT_USAGE;
     }
     return 0;
@@ -143,7 +178,11 @@ static s3_client *open_client(const s3_cli *cli, int progress, const char *confi
         fprintf(stderr, "skyrun s3: %s\n", sky_redact(why));
         return NULL;
     }
-    s3_client_options opts = { (size_t)cli->part_size_mib << 20, (int)cli->parallel, 0, progress };
+    s3_client_options opts = S3_CLIENT_OPTIONS_INIT;
+    opts.part_size = (size_t)cli->part_size_mib << 20;
+    opts.parallel = (int)cli->parallel;
+    opts.retries = (int)cli->retries;
+    opts.progress = progress;
     s3_client *c = s3_client_new(&resolved, &opts, &err);
     s3_settings_free(&resolved);
     if (!c)
@@ -190,13 +229,7 @@ static int run_ls(s3_client *c, const s3_cli *cli)
     return rc;
 }
 
-/* ---- cp ---- */
-
-static const char *base_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
+/* ---- cp: where things land is target.h's rule, shared with sky.storage ---- */
 
 static int is_dir(const char *path)
 {
@@ -204,106 +237,64 @@ static int is_dir(const char *path)
     return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-static int ends_with_slash(const char *s)
-{
-    size_t n = strlen(s);
-    return n == 0 || s[n - 1] == '/';
-}
-
 static int cp_upload(s3_client *c, const s3_cli *cli, const char *src, const char *bucket, const char *key)
 {
     s3_error err;
-    sky_buf k = SKY_BUF_INIT;
-    int rc;
-    if (is_dir(src)) {
-        if (!cli->recursive)
-            return usage_error("%s is a folder: use cp -r", src);
-        size_t count = 0;
-        rc = s3_upload_path(c, bucket, key, src, NULL, &count, &err);
-        if (rc == 0)
-            printf("upload: %zu files from %s to s3://%s/%s\n", count, src, bucket, key);
-    } else {
-        sky_buf_append_str(&k, key);
-        if (ends_with_slash(key))
-            sky_buf_append_str(&k, base_of(src));
-        rc = s3_upload_file(c, bucket, sky_buf_cstr(&k), src, NULL, &err);
-        if (rc == 0)
-            printf("upload: %s to s3://%s/%s\n", src, bucket, sky_buf_cstr(&k));
-    }
-    sky_buf_free(&k);
+    sky_buf where = SKY_BUF_INIT;
+    size_t count = 0;
+    int folder = is_dir(src);
+    if (folder && !cli->recursive)
+        return usage_error("%s is a folder: use cp -r", src);
+    int rc = s3_upload_path(c, bucket, key, src, NULL, &count, &where, &err);
+    if (rc == 0 && folder)
+        printf("upload: %zu files from %s to s3://%s/%s\n", count, src, bucket, sky_buf_cstr(&where));
+    else if (rc == 0)
+        printf("upload: %s to s3://%s/%s\n", src, bucket, sky_buf_cstr(&where));
+    sky_buf_free(&where);
     return rc == 0 ? 0 : fail(&err);
 }
 
 static int cp_download(s3_client *c, const s3_cli *cli, const char *bucket, const char *key, const char *dst)
 {
     s3_error err;
-    sky_buf path = SKY_BUF_INIT;
-    int rc;
-    if (cli->recursive || ends_with_slash(key)) {
-        size_t count = 0;
-        sky_buf_append_str(&path, key);
-        if (path.len && !ends_with_slash(key))
-            sky_buf_append_byte(&path, '/');   /* -r s3://b/dir means the prefix dir/ */
-        rc = s3_download_prefix(c, bucket, sky_buf_cstr(&path), dst, &count, &err);
-        if (rc == 0)
-            printf("download: %zu files from s3://%s/%s to %s\n", count, bucket, sky_buf_cstr(&path), dst);
-    } else {
-        sky_buf_append_str(&path, dst);
-        if (is_dir(dst) || ends_with_slash(dst)) {
-            if (!ends_with_slash(dst))
-                sky_buf_append_byte(&path, '/');
-            sky_buf_append_str(&path, base_of(key));
-        }
-        rc = s3_download_object(c, bucket, key, sky_buf_cstr(&path), &err);
-        if (rc == 0)
-            printf("download: s3://%s/%s to %s\n", bucket, key, sky_buf_cstr(&path));
+    sky_buf prefix = SKY_BUF_INIT, where = SKY_BUF_INIT;
+    size_t count = 0;
+    if (cli->recursive) {
+        s3_target_prefix(key, &prefix);   /* -r s3://b/dir means the prefix dir/ */
+        key = sky_buf_cstr(&prefix);
     }
-    sky_buf_free(&path);
+    int rc = s3_download_path(c, bucket, key, dst, &count, &where, &err);
+    if (rc == 0 && s3_key_is_prefix(key))
+        printf("download: %zu files from s3://%s/%s to %s\n", count, bucket, key, dst);
+    else if (rc == 0)
+        printf("download: s3://%s/%s to %s\n", bucket, key, sky_buf_cstr(&where));
+    sky_buf_free(&prefix);
+    sky_buf_free(&where);
     return rc == 0 ? 0 : fail(&err);
-}
-
-typedef struct copy_all {
-    s3_client *c;
-    const char *src_bucket, *src_prefix, *dst_bucket, *dst_prefix;
-    size_t count;
-    s3_error err;
-    int failed;
-} copy_all;
-
-static int copy_one(void *ud, const s3_object_info *o)
-{
-    copy_all *ca = ud;
-    sky_buf dst = SKY_BUF_INIT;
-    sky_buf_printf(&dst, "%s%s", ca->dst_prefix, o->key + strlen(ca->src_prefix));
-    if (s3_copy_object(ca->c, ca->src_bucket, o->key, ca->dst_bucket, sky_buf_cstr(&dst), &ca->err) != 0)
-        ca->failed = 1;
-    else
-        ca->count++;
-    sky_buf_free(&dst);
-    return ca->failed;
 }
 
 static int cp_remote(s3_client *c, const s3_cli *cli, const char *sb, const char *sk,
                      const char *db, const char *dk)
 {
     s3_error err;
+    sky_buf from = SKY_BUF_INIT, to = SKY_BUF_INIT;
+    size_t count = 0;
+    int rc;
     if (cli->recursive) {
-        copy_all ca = { c, sb, sk, db, dk, 0, { 0 }, 0 };
-        if (s3_list(c, sb, sk, 1, copy_one, &ca, &err) != 0)
-            return fail(&err);
-        if (ca.failed)
-            return fail(&ca.err);
-        printf("copy: %zu objects from s3://%s/%s to s3://%s/%s\n", ca.count, sb, sk, db, dk);
-        return 0;
+        s3_target_prefix(sk, &from);
+        s3_target_prefix(dk, &to);
+        rc = s3_copy_prefix(c, sb, sky_buf_cstr(&from), db, sky_buf_cstr(&to), &count, &err);
+        if (rc == 0)
+            printf("copy: %zu objects from s3://%s/%s to s3://%s/%s\n", count, sb, sky_buf_cstr(&from),
+                   db, sky_buf_cstr(&to));
+    } else {
+        s3_target_key(sk, dk, &to);
+        rc = s3_copy_object(c, sb, sk, db, sky_buf_cstr(&to), &err);
+        if (rc == 0)
+            printf("copy: s3://%s/%s to s3://%s/%s\n", sb, sk, db, sky_buf_cstr(&to));
     }
-    sky_buf k = SKY_BUF_INIT;
-    sky_buf_append_str(&k, dk);
-    if (ends_with_slash(dk))
-        sky_buf_append_str(&k, base_of(sk));
-    int rc = s3_copy_object(c, sb, sk, db, sky_buf_cstr(&k), &err);
-    if (rc == 0)
-        printf("copy: s3://%s/%s to s3://%s/%s\n", sb, sk, db, sky_buf_cstr(&k));
-    sky_buf_free(&k);
+    sky_buf_free(&from);
+    sky_buf_free(&to);
     return rc == 0 ? 0 : fail(&err);
 }
 

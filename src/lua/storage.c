@@ -2,20 +2,23 @@
  * storage: C glue from Lua to the S3 client — `sky.core.storage_new(opts,
  * preset, profile)` builds a storage userdata whose methods (upload,
  * download, ls, exists, rm, put, get, copy, presign, create_bucket,
- * delete_bucket, close) call src/s3/client.h. lua/storage.lua shapes the
- * user-facing `sky.storage` (presets, profiles). Failures raise the client's
- * message ("s3 get s3://b/k: NoSuchKey: …"); misuse raises an argument error.
+ * delete_bucket, close) call src/s3/client.h, whose rules (where a copy
+ * lands, what `retries` means) are the CLI's too. lua/storage.lua shapes
+ * the user-facing `sky.storage` (presets, from core.storage_presets;
+ * profiles). Failures raise the client's message ("s3 get s3://b/k:
+ * NoSuchKey: …"); misuse raises an argument error.
  * `close`, `__close` and `__gc` are one idempotent function.
  */
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "lua/bindings.h"
 #include "lua/storage.h"
 #include "s3/credentials.h"
+#include "s3/multipart.h"
+#include "s3/presets.h"
 #include "util/interrupt.h"
 #include "util/log.h"
 
@@ -57,11 +60,16 @@ static void check_option_names(lua_State *L, int idx)
                 known |= strcmp(name, known_options[i]) == 0;
         }
         if (!known) {
-            lua_pushfstring(L, "sky.storage: unknown option '%s' (known: endpoint, region, access_key, "
-                               "secret_key, session_token, path_style, ca_bundle, verify_tls, profile, "
-                               "account_id, part_size, parallel, retries, progress)",
-                            luaL_tolstring(L, -1, NULL));
-            lua_error(L);
+            luaL_Buffer b;
+            const char *name = luaL_tolstring(L, -1, NULL);
+            luaL_buffinit(L, &b);
+            for (int i = 0; known_options[i]; i++) {
+                if (i)
+                    luaL_addstring(&b, ", ");
+                luaL_addstring(&b, known_options[i]);
+            }
+            luaL_pushresult(&b);
+            luaL_error(L, "sky.storage: unknown option '%s' (known: %s)", name, lua_tostring(L, -1));
         }
     }
 }
@@ -91,10 +99,12 @@ static int opt_bool(lua_State *L, int idx, const char *name)
     return v;
 }
 
-static lua_Integer opt_int(lua_State *L, int idx, const char *name, lua_Integer lo, lua_Integer hi)
+/* An integer option in [lo, hi]; `absent` when it is not given. */
+static lua_Integer opt_int(lua_State *L, int idx, const char *name, lua_Integer lo, lua_Integer hi,
+                           lua_Integer absent)
 {
     int t = lua_getfield(L, idx, name);
-    lua_Integer v = 0;
+    lua_Integer v = absent;
     if (t != LUA_TNIL) {
         int isnum = 0;
         v = lua_tointegerx(L, -1, &isnum);
@@ -133,7 +143,7 @@ static int host_progress(lua_State *L)
 static int storage_new(lua_State *L)
 {
     s3_settings given, resolved;
-    s3_client_options copts = { 0, 0, 0, -1 };
+    s3_client_options copts = S3_CLIENT_OPTIONS_INIT;
     char why[512];
     s3_error err;
 
@@ -162,9 +172,9 @@ static int storage_new(lua_State *L)
         profile = opt_string(L, 1, "profile");
     if (!profile)
         profile = host_option_string(L, "profile");
-    copts.part_size = (size_t)opt_int(L, 1, "part_size", 0, (lua_Integer)5 << 30);
-    copts.parallel = (int)opt_int(L, 1, "parallel", 0, 64);
-    copts.retries = (int)opt_int(L, 1, "retries", 0, 20);
+    copts.part_size = (size_t)opt_int(L, 1, "part_size", 0, (lua_Integer)S3_MAX_PART_SIZE, 0);
+    copts.parallel = (int)opt_int(L, 1, "parallel", 0, S3_MAX_PARALLEL, 0);
+    copts.retries = (int)opt_int(L, 1, "retries", 0, S3_MAX_RETRIES, -1);
     int progress = opt_bool(L, 1, "progress");
     copts.progress = progress >= 0 ? progress : host_progress(L);
     if (given.secret_key)
@@ -234,19 +244,8 @@ static int opt_field_bool(lua_State *L, int idx, const char *name, int def)
     return v;
 }
 
-static const char *path_base(const char *path, size_t *len)
-{
-    size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/')
-        n--;
-    const char *start = path + n;
-    while (start > path && start[-1] != '/')
-        start--;
-    *len = (size_t)(path + n - start);
-    return start;
-}
-
-/* upload(bucket, path [, {key=, content_type=}]) → number of files */
+/* upload(bucket, path [, {key=, content_type=}]) → number of files.
+ * Where it lands is target.h's rule, the same as `skyrun s3 cp`. */
 static int storage_upload(lua_State *L)
 {
     s3_client *c = sky_lua_check_storage(L, 1);
@@ -254,20 +253,10 @@ static int storage_upload(lua_State *L)
     const char *path = luaL_checkstring(L, 3);
     const char *key = opt_field_string(L, 4, "key", NULL);
     const char *content_type = opt_field_string(L, 4, "content_type", NULL);
-    if (!key) {
-        /* Default key: the file's name, or the folder's name as a prefix. */
-        struct stat sb;
-        size_t n;
-        const char *base = path_base(path, &n);
-        lua_pushlstring(L, base, n);
-        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-            lua_pushliteral(L, "/"), lua_concat(L, 2);
-        key = lua_tostring(L, -1);
-    }
     size_t count = 0;
     s3_error err;
     sky_interrupt_scope_begin();   /* Ctrl-C reaches the transfer under stock lua5.4 too */
-    int failed = s3_upload_path(c, bucket, key, path, content_type, &count, &err) != 0;
+    int failed = s3_upload_path(c, bucket, key, path, content_type, &count, NULL, &err) != 0;
     sky_interrupt_scope_end();
     if (failed)
         return raise_s3(L, &err);
@@ -275,40 +264,22 @@ static int storage_upload(lua_State *L)
     return 1;
 }
 
-/* download(bucket, key_or_prefix/, path) → number of files */
+/* download(bucket, key_or_prefix/, path) → number of files (target.h's
+ * rule, the same as `skyrun s3 cp`). */
 static int storage_download(lua_State *L)
 {
     s3_client *c = sky_lua_check_storage(L, 1);
     const char *bucket = luaL_checkstring(L, 2);
-    size_t klen;
-    const char *key = luaL_checklstring(L, 3, &klen);
+    const char *key = luaL_checkstring(L, 3);
     const char *path = luaL_checkstring(L, 4);
+    size_t count = 0;
     s3_error err;
-    if (klen == 0 || key[klen - 1] == '/') {
-        size_t count = 0;
-        sky_interrupt_scope_begin();   /* Ctrl-C reaches the transfer under stock lua5.4 too */
-        int failed = s3_download_prefix(c, bucket, key, path, &count, &err) != 0;
-        sky_interrupt_scope_end();
-        if (failed)
-            return raise_s3(L, &err);
-        lua_pushinteger(L, (lua_Integer)count);
-        return 1;
-    }
-    struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        size_t n;
-        const char *base = path_base(key, &n);
-        lua_pushfstring(L, "%s/", path);
-        lua_pushlstring(L, base, n);
-        lua_concat(L, 2);
-        path = lua_tostring(L, -1);
-    }
     sky_interrupt_scope_begin();   /* Ctrl-C reaches the transfer under stock lua5.4 too */
-    int failed = s3_download_object(c, bucket, key, path, &err) != 0;
+    int failed = s3_download_path(c, bucket, key, path, &count, NULL, &err) != 0;
     sky_interrupt_scope_end();
     if (failed)
         return raise_s3(L, &err);
-    lua_pushinteger(L, 1);
+    lua_pushinteger(L, (lua_Integer)count);
     return 1;
 }
 
@@ -449,8 +420,9 @@ static int storage_presign(lua_State *L)
         }
         lua_pop(L, 1);
     }
-    if (expires < 1 || expires > 604800)
-        return luaL_argerror(L, 4, "expires must be 1 to 604800 seconds");
+    if (expires < 1 || expires > S3_PRESIGN_MAX_EXPIRES)
+        return luaL_argerror(L, 4, lua_pushfstring(L, "expires must be 1 to %d seconds",
+                                                   S3_PRESIGN_MAX_EXPIRES));
     sky_buf url = SKY_BUF_INIT;
     s3_error err;
     if (s3_presign(c, bucket, key, method, (unsigned)expires, &url, &err) != 0) {
@@ -508,4 +480,12 @@ void sky_lua_open_storage(lua_State *L)
     lua_pop(L, 1);
     lua_pushcfunction(L, storage_new);
     lua_setfield(L, -2, "storage_new");
+    /* The preset names, from the one list (s3/presets.h): lua/storage.lua
+     * makes a constructor for each. */
+    lua_newtable(L);
+    for (size_t i = 0; s3_preset_at(i); i++) {
+        lua_pushstring(L, s3_preset_at(i)->name);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "storage_presets");
 }

@@ -3,6 +3,20 @@
  * at most `parallel` in flight, each retried on its own with backoff, the
  * interrupt flag polled at least every 100 ms, and everything in flight
  * cancelled at the first failure that retries cannot fix (see request.h).
+ *
+ * SIGPIPE: a server that resets a connection makes the next write to it
+ * fail with EPIPE, and a write without MSG_NOSIGNAL then raises SIGPIPE,
+ * whose default action ends the process — skyrun, a stock lua5.4, or any C
+ * program embedding us. CURLOPT_NOSIGNAL (request.c) stops libcurl from
+ * ignoring SIGPIPE process-wide for us, and libcurl 7.88 happens to send
+ * with MSG_NOSIGNAL on every path (plain and OpenSSL, through its own BIO),
+ * but that is libcurl's business: other versions and TLS backends have
+ * written with plain write()/SSL_write on the socket. So the whole run is
+ * bracketed with sky_sigpipe_hold/release (util/sigpipe.h): SIGPIPE is
+ * blocked in this thread only, a SIGPIPE our writes raise meanwhile is
+ * consumed (sigtimedwait), and the thread's mask is restored; the
+ * program's own disposition is never changed. The failed write is then an
+ * ordinary send error, retried like any reset (tests/s3/reset_transfers.sh).
  */
 #include "s3/request.h"
 
@@ -11,7 +25,9 @@
 #include <time.h>
 
 #include "s3/retry.h"
+#include "util/alloc.h"
 #include "util/interrupt.h"
+#include "util/sigpipe.h"
 
 enum slot_state { SLOT_FREE, SLOT_RUNNING, SLOT_WAITING };
 
@@ -37,7 +53,7 @@ static CURL *easy_take(s3_client *c)
         return c->idle[--c->nidle];
     CURL *e = curl_easy_init();
     if (!e)
-        abort();
+        sky_oom("curl handle");
     return e;
 }
 
@@ -48,10 +64,7 @@ static void easy_give_back(s3_client *c, CURL *e)
     curl_easy_reset(e);
     if (c->nidle == c->idle_cap) {
         size_t ncap = c->idle_cap ? c->idle_cap * 2 : 16;
-        CURL **n = realloc(c->idle, ncap * sizeof *n);
-        if (!n)
-            abort();
-        c->idle = n;
+        c->idle = sky_xrealloc(c->idle, ncap * sizeof *c->idle);
         c->idle_cap = ncap;
     }
     c->idle[c->nidle++] = e;
@@ -187,12 +200,12 @@ int s3_batch_run(s3_batch *b, s3_error *err)
     int nslots = b->parallel > 0 ? b->parallel : c->parallel;
     if ((size_t)nslots > b->n)
         nslots = (int)(b->n ? b->n : 1);
-    slot *slots = calloc((size_t)nslots, sizeof *slots);
-    if (!slots)
-        abort();
+    slot *slots = sky_xcalloc((size_t)nslots, sizeof *slots);
     size_t next = 0;
     int rc = -1;
     memset(err, 0, sizeof *err);
+    sky_sigpipe_guard guard;     /* every write to a server happens inside (see the top) */
+    sky_sigpipe_hold(&guard);
     for (;;) {
         if (!b->uninterruptible && sky_interrupt_pending()) {
             s3_error_local(err, b->op, b->bucket, b->key, "interrupted");
@@ -214,6 +227,7 @@ int s3_batch_run(s3_batch *b, s3_error *err)
 done:
     for (int i = 0; i < nslots; i++)
         slot_release(b, &slots[i]);
+    sky_sigpipe_release(&guard);
     free(slots);
     return rc;
 }
@@ -244,10 +258,10 @@ int s3_request_perform(s3_client *c, s3_request *req, s3_error *err)
     return s3_batch_run(&b, err);
 }
 
-int s3_request_perform_cleanup(s3_client *c, s3_request *req, int attempts, s3_error *err)
+int s3_request_perform_cleanup(s3_client *c, s3_request *req, s3_error *err)
 {
     single one = { req };
     s3_batch b = { c, 1, 1, single_prepare, single_finish, &one, req->op, req->bucket, req->key,
-                   1, attempts };
+                   1, S3_CLEANUP_ATTEMPTS };
     return s3_batch_run(&b, err);
 }

@@ -1,8 +1,9 @@
 /*
  * client: the s3_client (settings, curl multi handle, easy-handle pool) and
  * the one-request operations — list, put/get of memory, head, delete (one
- * key or a whole prefix, batched), copy, presign, buckets. File transfers
- * live in transfer_upload.c and transfer_download.c.
+ * key or a whole prefix, batched), copy (one key or a prefix), presign,
+ * buckets. File transfers live in transfer_upload.c and
+ * transfer_download.c, where they land in target.c.
  */
 #include "s3/request.h"
 
@@ -14,47 +15,12 @@
 #include <time.h>
 
 #include "s3/xml.h"
+#include "util/alloc.h"
+#include "util/encode.h"
 #include "util/log.h"
+#include "util/sigpipe.h"
 
 /* ---- settings and lifetime ---- */
-
-static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
-
-static void wipe_free(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
-static void settings_copy(s3_settings *dst, const s3_settings *src)
-{
-    *dst = *src;
-    dst->endpoint = dup_or_null(src->endpoint);
-    dst->region = dup_or_null(src->region);
-    dst->access_key = dup_or_null(src->access_key);
-    dst->secret_key = dup_or_null(src->secret_key);
-    dst->session_token = dup_or_null(src->session_token);
-    dst->ca_bundle = dup_or_null(src->ca_bundle);
-    dst->profile = dup_or_null(src->profile);
-    dst->account_id = dup_or_null(src->account_id);
-    dst->config_file = dup_or_null(src->config_file);
-}
-
-static void settings_release(s3_settings *s)
-{
-    free(s->endpoint);
-    free(s->region);
-    free(s->access_key);
-    wipe_free(s->secret_key);
-    wipe_free(s->session_token);
-    free(s->ca_bundle);
-    free(s->profile);
-    free(s->account_id);
-    free(s->config_file);
-    memset(s, 0, sizeof *s);
-}
 
 static int curl_ready(void)
 {
@@ -68,7 +34,9 @@ static int curl_ready(void)
 
 s3_client *s3_client_new(const s3_settings *settings, const s3_client_options *opts, s3_error *err)
 {
-    s3_client_options o = opts ? *opts : (s3_client_options){ 0, 0, 0, -1 };
+    s3_client_options o = S3_CLIENT_OPTIONS_INIT;
+    if (opts)
+        o = *opts;
     memset(err, 0, sizeof *err);
     if (!settings || !settings->access_key || !*settings->access_key ||
         !settings->secret_key || !*settings->secret_key) {
@@ -83,30 +51,30 @@ s3_client *s3_client_new(const s3_settings *settings, const s3_client_options *o
         s3_error_local(err, "storage", NULL, NULL, "libcurl failed to initialise");
         return NULL;
     }
-    s3_client *c = calloc(1, sizeof *c);
-    if (!c)
-        abort();
+    s3_client *c = sky_xcalloc(1, sizeof *c);
     char perr[256];
     if (s3_endpoint_parse(settings->endpoint, &c->endpoint, perr, sizeof perr) != 0) {
         s3_error_local(err, "storage", NULL, NULL, "%s", perr);
         free(c);
         return NULL;
     }
-    settings_copy(&c->settings, settings);
+    s3_settings_copy(&c->settings, settings);
     if (!c->settings.region || !*c->settings.region) {
         free(c->settings.region);
-        c->settings.region = strdup("us-east-1");
+        c->settings.region = sky_xstrdup(S3_DEFAULT_REGION);
     }
     c->part_size = o.part_size ? o.part_size : S3_DEFAULT_PART_SIZE;
     if (c->part_size < S3_MIN_PART_SIZE)
         c->part_size = S3_MIN_PART_SIZE;
-    c->parallel = o.parallel > 0 ? (o.parallel > 64 ? 64 : o.parallel) : S3_DEFAULT_PARALLEL;
-    c->attempts = o.retries > 0 ? (o.retries > 20 ? 20 : o.retries) : 5;
+    c->parallel = o.parallel > 0 ? (o.parallel > S3_MAX_PARALLEL ? S3_MAX_PARALLEL : o.parallel)
+                                 : S3_DEFAULT_PARALLEL;
+    int retries = o.retries < 0 ? S3_DEFAULT_RETRIES : o.retries;
+    c->attempts = 1 + (retries > S3_MAX_RETRIES ? S3_MAX_RETRIES : retries);
     c->progress = s3_progress_wanted(o.progress);
     c->rng = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)c;
     c->multi = curl_multi_init();
     if (!c->multi)
-        abort();
+        sky_oom("curl multi handle");
     curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)(c->parallel * 2 + 4));
     return c;
 }
@@ -115,11 +83,16 @@ void s3_client_free(s3_client *c)
 {
     if (!c)
         return;
+    /* Closing the cached connections sends TLS close_notify alerts, maybe to
+     * servers that reset them: SIGPIPE held as in s3_batch_run (batch.c). */
+    sky_sigpipe_guard guard;
+    sky_sigpipe_hold(&guard);
     for (size_t i = 0; i < c->nidle; i++)
         curl_easy_cleanup(c->idle[i]);
     free(c->idle);
     curl_multi_cleanup(c->multi);
-    settings_release(&c->settings);
+    sky_sigpipe_release(&guard);
+    s3_settings_free(&c->settings);
     free(c);
 }
 
@@ -216,7 +189,7 @@ int s3_list(s3_client *c, const char *bucket, const char *prefix, int recursive,
             goto done;
         }
         free(token);
-        token = strdup(page.next_token);
+        token = sky_xstrdup(page.next_token);
         s3_list_page_free(&page);
     }
     rc = 0;
@@ -236,7 +209,7 @@ int s3_put_object(s3_client *c, const char *bucket, const char *key, const void 
     if (s3_check_target("put", bucket, key, 1, err) != 0)
         return -1;
     s3_content_md5(data ? data : "", len, digest, md5_b64);
-    s3_hex(digest, 16, md5_hex);
+    sky_hex(digest, 16, md5_hex);
     s3_request_init(&r, "put", "PUT", bucket, key);
     r.body = data ? data : (const uint8_t *)"";
     r.body_len = len;
@@ -269,7 +242,7 @@ int s3_get_object(s3_client *c, const char *bucket, const char *key, sky_buf *ou
         return -1;
     }
     char hex[33];
-    s3_hex(r.md5, 16, hex);
+    sky_hex(r.md5, 16, hex);
     if (s3_etag_is_md5(&r.hdr) && strcasecmp(r.hdr.etag, hex) != 0) {
         s3_error_local(err, "get", bucket, key, "the data received does not match the object's ETag (MD5)");
         return -1;
@@ -447,9 +420,9 @@ int s3_copy_object(s3_client *c, const char *src_bucket, const char *src_key,
         s3_check_target("copy", dst_bucket, dst_key, 1, err) != 0)
         return -1;
     sky_buf_append_byte(&source, '/');
-    sigv4_uri_encode(&source, src_bucket, strlen(src_bucket), 0);
+    sky_buf_append_percent(&source, src_bucket, strlen(src_bucket), 0);
     sky_buf_append_byte(&source, '/');
-    sigv4_uri_encode(&source, src_key, strlen(src_key), 1);
+    sky_buf_append_percent(&source, src_key, strlen(src_key), 1);
     s3_request_init(&r, "copy", "PUT", dst_bucket, dst_key);
     s3_request_add_header(&r, "x-amz-copy-source", sky_buf_cstr(&source));
     r.response = &resp;
@@ -483,6 +456,42 @@ done:
     return rc;
 }
 
+typedef struct copy_all {
+    s3_client *c;
+    const char *src_bucket, *src_prefix, *dst_bucket, *dst_prefix;
+    size_t count;
+    s3_error *err;
+    int failed;
+} copy_all;
+
+static int copy_one(void *ud, const s3_object_info *o)
+{
+    copy_all *ca = ud;
+    sky_buf dst = SKY_BUF_INIT;
+    sky_buf_printf(&dst, "%s%s", ca->dst_prefix, o->key + strlen(ca->src_prefix));
+    if (s3_copy_object(ca->c, ca->src_bucket, o->key, ca->dst_bucket, sky_buf_cstr(&dst), ca->err) != 0)
+        ca->failed = 1;
+    else
+        ca->count++;
+    sky_buf_free(&dst);
+    return ca->failed;
+}
+
+int s3_copy_prefix(s3_client *c, const char *src_bucket, const char *src_prefix,
+                   const char *dst_bucket, const char *dst_prefix, size_t *count, s3_error *err)
+{
+    copy_all ca = { c, src_bucket, src_prefix ? src_prefix : "", dst_bucket,
+                    dst_prefix ? dst_prefix : "", 0, err, 0 };
+    int rc = s3_list(c, src_bucket, ca.src_prefix, 1, copy_one, &ca, err) == 0 && !ca.failed ? 0 : -1;
+    if (rc != 0 && ca.count > 0)
+        /* Copies made are complete objects and stay, as with folder uploads. */
+        s3_error_note(err, "%zu object%s copied before the failure %s kept", ca.count,
+                      ca.count == 1 ? "" : "s", ca.count == 1 ? "is" : "are");
+    if (count)
+        *count = ca.count;
+    return rc;
+}
+
 int s3_presign(s3_client *c, const char *bucket, const char *key, const char *method,
                unsigned expires, sky_buf *url, s3_error *err)
 {
@@ -491,8 +500,9 @@ int s3_presign(s3_client *c, const char *bucket, const char *key, const char *me
     int rc = -1;
     if (s3_check_target("presign", bucket, key, 1, err) != 0)
         goto done;
-    if (expires < 1 || expires > 604800) {
-        s3_error_local(err, "presign", bucket, key, "expires must be 1 to 604800 seconds, not %u", expires);
+    if (expires < 1 || expires > S3_PRESIGN_MAX_EXPIRES) {
+        s3_error_local(err, "presign", bucket, key, "expires must be 1 to %d seconds, not %u",
+                       S3_PRESIGN_MAX_EXPIRES, expires);
         goto done;
     }
     if (!method || (strcmp(method, "GET") && strcmp(method, "PUT") && strcmp(method, "HEAD") &&

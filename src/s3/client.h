@@ -1,6 +1,7 @@
 /*
- * client: the S3 layer's API for C callers (the Lua bindings, the CLI, the
- * volume code). One s3_client per storage: it owns the resolved settings, one
+ * client: the S3 layer's API for C callers in this tree (the Lua bindings,
+ * the CLI). It is internal: the installed public C API is include/skyrun.h
+ * alone. One s3_client per storage: it owns the resolved settings, one
  * curl multi handle (kept-alive connections shared by every request) and a
  * pool of reusable easy handles.
  *
@@ -12,6 +13,9 @@
  * buffer, retry per request (retry.h), verify integrity, and leave either a
  * complete destination or an untouched one (uploads are aborted, download
  * temp files removed), also when interrupted (util/interrupt.h).
+ * Memory a user sizes (an object read by s3_get_object, a transfer's
+ * per-part records) that cannot be had is such an error ("out of memory
+ * …"); small bookkeeping aborts (util/alloc.h).
  */
 #ifndef SKY_S3_CLIENT_H
 #define SKY_S3_CLIENT_H
@@ -20,6 +24,7 @@
 #include <stdint.h>
 
 #include "s3/credentials.h"
+#include "s3/sigv4.h"
 #include "util/buf.h"
 
 typedef struct s3_client s3_client;
@@ -28,13 +33,24 @@ typedef struct s3_client s3_client;
 #define S3_MIN_PART_SIZE ((size_t)5 << 20)
 #define S3_MAX_PARTS 10000
 #define S3_DEFAULT_PARALLEL 8
+#define S3_MAX_PARALLEL 64
+/* Retries are extra attempts after the first, as everywhere in skyrun:
+ * the default 4 means a request or part is sent at most 5 times. */
+#define S3_DEFAULT_RETRIES 4
+#define S3_MAX_RETRIES 20
+/* A presigned URL is valid for 1 s to 7 days (SigV4's limit). */
+#define S3_PRESIGN_MAX_EXPIRES SIGV4_MAX_EXPIRES
 
 typedef struct s3_client_options {
     size_t part_size;   /* multipart part and download range size; 0: 8 MiB (minimum 5 MiB) */
-    int parallel;       /* requests in flight per transfer; 0: 8 */
-    int retries;        /* attempts per request or part; 0: 5 */
+    int parallel;       /* requests in flight per transfer (1 … 64); 0: 8 */
+    int retries;        /* extra attempts per request or part after the first (0 … 20);
+                         * negative: S3_DEFAULT_RETRIES */
     int progress;       /* -1: a bar on stderr when it is a terminal, 0: never, 1: always */
 } s3_client_options;
+
+/* Every option at its default. */
+#define S3_CLIENT_OPTIONS_INIT { 0, 0, -1, -1 }
 
 typedef struct s3_error {
     long status;          /* HTTP status, 0 when no answer */
@@ -42,7 +58,7 @@ typedef struct s3_error {
     char code[64];        /* S3 error code ("NoSuchKey"), "" for local/network failures */
     char message[512];
     char request_id[128];
-    int attempts;         /* > 1 when retries were exhausted */
+    int attempts;         /* attempts made, when retries were exhausted (> 1) */
     char text[1536];      /* the full, redacted message for the user */
 } s3_error;
 
@@ -87,31 +103,51 @@ int s3_copy_object(s3_client *c, const char *src_bucket, const char *src_key,
                    const char *dst_bucket, const char *dst_key, s3_error *err);
 
 /* A presigned URL for method ("GET", "PUT", "HEAD", "DELETE") valid for
- * expires seconds (1 … 604800). */
+ * expires seconds (1 … S3_PRESIGN_MAX_EXPIRES). */
 int s3_presign(s3_client *c, const char *bucket, const char *key, const char *method,
                unsigned expires, sky_buf *url, s3_error *err);
 
 int s3_create_bucket(s3_client *c, const char *bucket, s3_error *err);
 int s3_delete_bucket(s3_client *c, const char *bucket, s3_error *err);
 
-/* Uploads a regular file to key: one PUT (Content-MD5, signed SHA-256) up to
- * the part size, else a parallel multipart upload (Content-MD5 per part). */
+/* Copies every key under src_prefix to the same relative key under
+ * dst_prefix, server-side, one CopyObject each; *count (may be NULL)
+ * receives the number copied. Prefixes are taken as given (target.h's
+ * s3_target_prefix makes them "folders"). */
+int s3_copy_prefix(s3_client *c, const char *src_bucket, const char *src_prefix,
+                   const char *dst_bucket, const char *dst_prefix, size_t *count, s3_error *err);
+
+/* Uploads a regular file to exactly key: one PUT (Content-MD5, signed
+ * SHA-256) up to the part size, else a parallel multipart upload
+ * (Content-MD5 per part). */
 int s3_upload_file(s3_client *c, const char *bucket, const char *key, const char *path,
                    const char *content_type, s3_error *err);
-/* A file to key, or a directory's regular files (recursively) under the
- * prefix key ("" or ending in "/"). *count (may be NULL) receives the number
- * of files uploaded. */
+/* Uploads the file or folder at path as `aws s3 cp [--recursive] PATH
+ * s3://bucket/KEY` does (the rules are target.h's, shared by sky.storage
+ * and `skyrun s3`): a file to s3_target_key(path, key); a folder's regular
+ * files, recursively, under s3_target_prefix(key), or under the folder's
+ * own name + "/" when key is NULL (not given). *count (may be NULL)
+ * receives the number of files uploaded; where (may be NULL) the key or
+ * prefix used. */
 int s3_upload_path(s3_client *c, const char *bucket, const char *key, const char *path,
-                   const char *content_type, size_t *count, s3_error *err);
+                   const char *content_type, size_t *count, sky_buf *where, s3_error *err);
 
-/* Downloads an object to path atomically (temp file in the same folder,
- * fsync, rename), with parallel ranged GETs for large objects. */
+/* Downloads an object to exactly path, atomically (temp file in the same
+ * folder, fsync, rename), with parallel ranged GETs for large objects. */
 int s3_download_object(s3_client *c, const char *bucket, const char *key, const char *path,
                        s3_error *err);
 /* Downloads every key under prefix into dir (created), keeping the relative
  * paths; keys that would escape dir ("..", absolute) are refused. */
 int s3_download_prefix(s3_client *c, const char *bucket, const char *prefix, const char *dir,
                        size_t *count, s3_error *err);
+/* Downloads as `aws s3 cp s3://bucket/KEY PATH` does (target.h): a key
+ * that names a prefix ("" or ending in '/') downloads every key under it
+ * into the folder path (s3_download_prefix); any other key downloads to
+ * s3_target_file(key, path), creating the folders above it. *count (may be
+ * NULL) receives the number of files; where (may be NULL) the file or
+ * folder written. */
+int s3_download_path(s3_client *c, const char *bucket, const char *key, const char *path,
+                     size_t *count, sky_buf *where, s3_error *err);
 
 /* The settings in use (endpoint, region, …), for messages and presets. */
 const s3_settings *s3_client_settings(const s3_client *c);

@@ -19,37 +19,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include "s3/aws_ini.h"
+#include "s3/presets.h"
+#include "util/alloc.h"
 #include "util/buf.h"
 #include "util/config.h"
 #include "util/log.h"
-
-const char *const s3_preset_names[] = { "aws", "r2", "gcs", "wasabi", "backblaze", "minio",
-                                        "hyperstack", NULL };
-
-/* A provider's defaults. In endpoint templates "{region}" and
- * "{account_id}" are substituted; NULL means the user must give one. */
-typedef struct preset {
-    const char *name;
-    const char *endpoint;
-    const char *region;       /* NULL: the user must give one */
-    int path_style;
-    const char *hint;         /* what to do when something it needs is missing */
-} preset;
-
-static const preset PRESETS[] = {
-    { "aws", "https://s3.{region}.amazonaws.com", "us-east-1", 0, NULL },
-    { "r2", "https://{account_id}.r2.cloudflarestorage.com", "auto", 1,
-      "set account_id to the Cloudflare account id shown on the R2 overview page" },
-    { "gcs", "https://storage.googleapis.com", "auto", 1, NULL },
-    { "wasabi", "https://s3.{region}.wasabisys.com", "us-east-1", 1, NULL },
-    { "backblaze", "https://s3.{region}.backblazeb2.com", NULL, 1,
-      "set region to the bucket's region, e.g. us-west-004 (part of its S3 endpoint)" },
-    { "minio", "http://127.0.0.1:9000", "us-east-1", 1, NULL },
-    /* Hyperstack's S3 endpoint is per account/region and not published as
-     * a fixed host; the preset only sets path-style addressing. */
-    { "hyperstack", NULL, "us-east-1", 1,
-      "set endpoint to the S3 endpoint shown in Hyperstack's Object Storage page" },
-};
 
 #define UNSET (-1)
 
@@ -62,21 +37,9 @@ typedef struct layer {
     const char *key_error;    /* set when the source has half a key pair */
 } layer;
 
-/* A parsed INI file (the AWS shared files): flat entries. */
-typedef struct ini_entry {
-    char *section, *sub, *key, *value;   /* sub: "s3" for nested "s3 =" blocks, else "" */
-} ini_entry;
-
-typedef struct ini_file {
-    char *path;
-    int exists;
-    ini_entry *entries;
-    size_t n;
-} ini_file;
-
 /* Everything resolve() reads, owned here and freed in one place. */
 typedef struct sources {
-    ini_file creds, config;
+    aws_ini creds, config;
     sky_config *yaml;
     char yaml_path[4096];
 } sources;
@@ -93,17 +56,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     sky_redact(err);
-}
-
-static char *dup_or_null(const char *s)
-{
-    char *d;
-    if (!s)
-        return NULL;
-    d = strdup(s);
-    if (!d)
-        abort();
-    return d;
 }
 
 static void free_secret(char *s)
@@ -124,141 +76,31 @@ static const char *env(const char *name)
     return nonempty(getenv(name));
 }
 
+/* Every string of s3_settings, so that copying and freeing cannot miss one
+ * when a field is added. All are wiped when freed: some are secrets. */
+#define SETTINGS_STRINGS(X)                                                        \
+    X(endpoint) X(region) X(access_key) X(secret_key) X(session_token) X(ca_bundle) \
+    X(profile) X(account_id) X(config_file)
+
 void s3_settings_free(s3_settings *s)
 {
     if (!s)
         return;
-    free(s->endpoint);
-    free(s->region);
-    free_secret(s->access_key);
-    free_secret(s->secret_key);
-    free_secret(s->session_token);
-    free(s->ca_bundle);
-    free(s->profile);
-    free(s->account_id);
-    free(s->config_file);
+#define FREE_FIELD(f) free_secret(s->f);
+    SETTINGS_STRINGS(FREE_FIELD)
+#undef FREE_FIELD
     explicit_bzero(s, sizeof *s);
 }
 
-/* ---- AWS shared files (INI) --------------------------------------------- */
-
-static char *trim(char *s)
+void s3_settings_copy(s3_settings *dst, const s3_settings *src)
 {
-    char *end;
-    while (*s == ' ' || *s == '\t')
-        s++;
-    end = s + strlen(s);
-    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
-        *--end = '\0';
-    return s;
+    *dst = *src;
+#define COPY_FIELD(f) dst->f = sky_xstrdup(src->f);
+    SETTINGS_STRINGS(COPY_FIELD)
+#undef COPY_FIELD
 }
 
-static void ini_add(ini_file *f, const char *section, const char *sub, const char *key,
-                    const char *value)
-{
-    ini_entry *grown = realloc(f->entries, (f->n + 1) * sizeof *grown);
-    if (!grown)
-        abort();
-    f->entries = grown;
-    f->entries[f->n].section = dup_or_null(section);
-    f->entries[f->n].sub = dup_or_null(sub);
-    f->entries[f->n].key = dup_or_null(key);
-    f->entries[f->n].value = dup_or_null(value);
-    f->n++;
-}
-
-/* Lines: "[section]", "key = value", and indented "key = value" lines
- * after a "name =" line with no value (a nested block such as "s3 ="). */
-static void ini_parse(ini_file *f, char *text)
-{
-    char section[256] = "", sub[64] = "";
-    char *save = NULL;
-
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        int indented = line[0] == ' ' || line[0] == '\t';
-        char *t = trim(line), *eq;
-        if (*t == '\0' || *t == '#' || *t == ';')
-            continue;
-        if (*t == '[') {
-            char *close = strchr(t, ']');
-            if (close) {
-                *close = '\0';
-                snprintf(section, sizeof section, "%s", trim(t + 1));
-                sub[0] = '\0';
-            }
-            continue;
-        }
-        eq = strchr(t, '=');
-        if (!eq)
-            continue;
-        *eq = '\0';
-        if (!indented)
-            sub[0] = '\0';
-        {
-            char *key = trim(t), *value = trim(eq + 1);
-            if (!indented && *value == '\0') {
-                snprintf(sub, sizeof sub, "%s", key);
-                continue;
-            }
-            ini_add(f, section, indented ? sub : "", key, value);
-        }
-    }
-}
-
-static void ini_load(ini_file *f, const char *path)
-{
-    FILE *fp;
-    sky_buf text = SKY_BUF_INIT;
-    char chunk[4096];
-    size_t n;
-
-    f->path = dup_or_null(path);
-    fp = fopen(path, "r");
-    if (!fp)
-        return;
-    f->exists = 1;
-    /* Bounded: shared files are small; refuse to read more than 1 MiB. */
-    while ((n = fread(chunk, 1, sizeof chunk, fp)) > 0 && text.len < (1u << 20))
-        sky_buf_append(&text, chunk, n);
-    explicit_bzero(chunk, sizeof chunk);
-    fclose(fp);
-    sky_buf_cstr(&text);
-    ini_parse(f, (char *)text.data);
-    explicit_bzero(text.data, text.len);
-    sky_buf_free(&text);
-}
-
-static void ini_free(ini_file *f)
-{
-    for (size_t i = 0; i < f->n; i++) {
-        free(f->entries[i].section);
-        free(f->entries[i].sub);
-        free(f->entries[i].key);
-        free_secret(f->entries[i].value);
-    }
-    free(f->entries);
-    free(f->path);
-    memset(f, 0, sizeof *f);
-}
-
-static const char *ini_get(const ini_file *f, const char *section, const char *sub, const char *key)
-{
-    for (size_t i = 0; i < f->n; i++) {
-        const ini_entry *e = &f->entries[i];
-        if (strcmp(e->section, section) == 0 && strcmp(e->sub, sub) == 0 &&
-            strcasecmp(e->key, key) == 0)
-            return nonempty(e->value);
-    }
-    return NULL;
-}
-
-static int ini_has_section(const ini_file *f, const char *section)
-{
-    for (size_t i = 0; i < f->n; i++)
-        if (strcmp(f->entries[i].section, section) == 0)
-            return 1;
-    return 0;
-}
+/* ---- AWS shared files (parsed by aws_ini.c) ---------------------------- */
 
 /* In ~/.aws/config a profile is "[profile NAME]", except "[default]". */
 static void config_section_name(const char *profile, char *out, size_t outlen)
@@ -273,21 +115,21 @@ static int aws_profile_exists(const sources *src, const char *profile)
 {
     char section[300];
     config_section_name(profile, section, sizeof section);
-    return ini_has_section(&src->creds, profile) || ini_has_section(&src->config, section);
+    return aws_ini_has_section(&src->creds, profile) || aws_ini_has_section(&src->config, section);
 }
 
 /* Keys of `profile` from the credentials file, else from the config file. */
 static void aws_profile_keys(const sources *src, const char *profile, layer *l)
 {
     char section[300];
-    const ini_file *files[2] = { &src->creds, &src->config };
+    const aws_ini *files[2] = { &src->creds, &src->config };
     const char *kind[2] = { "aws-credentials-file", "aws-config-file" };
 
     config_section_name(profile, section, sizeof section);
     for (int i = 0; i < 2; i++) {
         const char *sec = i == 0 ? profile : section;
-        const char *ak = ini_get(files[i], sec, "", "aws_access_key_id");
-        const char *sk = ini_get(files[i], sec, "", "aws_secret_access_key");
+        const char *ak = aws_ini_get(files[i], sec, "", "aws_access_key_id");
+        const char *sk = aws_ini_get(files[i], sec, "", "aws_secret_access_key");
         if (!ak && !sk)
             continue;
         if (!ak || !sk) {
@@ -297,7 +139,7 @@ static void aws_profile_keys(const sources *src, const char *profile, layer *l)
         }
         l->access_key = ak;
         l->secret_key = sk;
-        l->session_token = ini_get(files[i], sec, "", "aws_session_token");
+        l->session_token = aws_ini_get(files[i], sec, "", "aws_session_token");
         snprintf(l->source, sizeof l->source, "%s:%s", kind[i], profile);
         return;
     }
@@ -320,12 +162,12 @@ static void aws_files_layer(const sources *src, const char *profile, layer *l)
 
     config_section_name(profile, section, sizeof section);
     aws_profile_keys(src, profile, l);
-    l->region = ini_get(&src->config, section, "", "region");
-    l->endpoint = ini_get(&src->config, section, "s3", "endpoint_url");
+    l->region = aws_ini_get(&src->config, section, "", "region");
+    l->endpoint = aws_ini_get(&src->config, section, "s3", "endpoint_url");
     if (!l->endpoint)
-        l->endpoint = ini_get(&src->config, section, "", "endpoint_url");
-    l->ca_bundle = ini_get(&src->config, section, "", "ca_bundle");
-    l->path_style = parse_addressing_style(ini_get(&src->config, section, "s3", "addressing_style"));
+        l->endpoint = aws_ini_get(&src->config, section, "", "endpoint_url");
+    l->ca_bundle = aws_ini_get(&src->config, section, "", "ca_bundle");
+    l->path_style = parse_addressing_style(aws_ini_get(&src->config, section, "s3", "addressing_style"));
 }
 
 /* ---- environment -------------------------------------------------------- */
@@ -439,23 +281,6 @@ static int load_yaml(sources *src, const char *explicit_path, char *err, size_t 
 
 /* ---- putting it together ------------------------------------------------ */
 
-static const preset *find_preset(const char *name)
-{
-    for (size_t i = 0; i < sizeof PRESETS / sizeof PRESETS[0]; i++)
-        if (strcasecmp(PRESETS[i].name, name) == 0)
-            return &PRESETS[i];
-    return NULL;
-}
-
-static void known_presets(char *out, size_t outlen)
-{
-    size_t used = 0;
-    out[0] = '\0';
-    for (size_t i = 0; s3_preset_names[i] && used < outlen; i++)
-        used += (size_t)snprintf(out + used, outlen - used, "%s%s", i ? ", " : "",
-                                 s3_preset_names[i]);
-}
-
 /* "https://s3.{region}.wasabisys.com" with the placeholders filled. */
 static char *expand_template(const char *tmpl, const char *region, const char *account_id)
 {
@@ -541,7 +366,7 @@ static void default_path(const char *env_name, const char *home_relative, char *
 static int resolve_location(const layer *layers, size_t nlayers, const char *preset_name,
                             s3_settings *out, char *err, size_t errlen)
 {
-    const preset *pre = NULL;
+    const s3_preset *pre = NULL;
     const char *endpoint = FIRST(endpoint), *region = FIRST(region);
     const char *account_id = FIRST(account_id);
     int path_style = FIRST_FLAG(path_style), verify_tls = FIRST_FLAG(verify_tls);
@@ -550,9 +375,9 @@ static int resolve_location(const layer *layers, size_t nlayers, const char *pre
     if (!preset_name)
         preset_name = FIRST(preset);
     if (preset_name) {
-        pre = find_preset(preset_name);
+        pre = s3_preset_find(preset_name);
         if (!pre) {
-            known_presets(names, sizeof names);
+            s3_preset_names(", ", names, sizeof names);
             set_err(err, errlen, "unknown storage preset '%s' (known: %s)", preset_name, names);
             return -1;
         }
@@ -562,11 +387,11 @@ static int resolve_location(const layer *layers, size_t nlayers, const char *pre
         return -1;
     }
     if (!region)
-        region = pre ? pre->region : "us-east-1";
-    out->region = dup_or_null(region);
+        region = pre ? pre->region : S3_DEFAULT_REGION;
+    out->region = sky_xstrdup(region);
 
     if (endpoint) {
-        out->endpoint = dup_or_null(endpoint);
+        out->endpoint = sky_xstrdup(endpoint);
     } else if (pre && !pre->endpoint) {
         set_err(err, errlen, "storage preset '%s' needs an endpoint: %s", pre->name, pre->hint);
         return -1;
@@ -574,7 +399,7 @@ static int resolve_location(const layer *layers, size_t nlayers, const char *pre
         set_err(err, errlen, "storage preset '%s' needs account_id: %s", pre->name, pre->hint);
         return -1;
     } else {
-        out->endpoint = expand_template(pre ? pre->endpoint : PRESETS[0].endpoint, region,
+        out->endpoint = expand_template(pre ? pre->endpoint : s3_preset_find("aws")->endpoint, region,
                                         account_id ? account_id : "");
     }
     if (strncmp(out->endpoint, "http://", 7) != 0 && strncmp(out->endpoint, "https://", 8) != 0) {
@@ -592,8 +417,8 @@ static int resolve_location(const layer *layers, size_t nlayers, const char *pre
         path_style = pre ? pre->path_style : (endpoint != NULL);
     out->path_style = path_style;
     out->verify_tls = verify_tls == UNSET ? 1 : verify_tls;
-    out->ca_bundle = dup_or_null(FIRST(ca_bundle));
-    out->account_id = dup_or_null(account_id);
+    out->ca_bundle = sky_xstrdup(FIRST(ca_bundle));
+    out->account_id = sky_xstrdup(account_id);
     return 0;
 }
 
@@ -608,9 +433,9 @@ static int resolve_keys(const layer *layers, size_t nlayers, s3_settings *out, c
             return -1;
         }
         if (l->access_key && l->secret_key) {
-            out->access_key = dup_or_null(l->access_key);
-            out->secret_key = dup_or_null(l->secret_key);
-            out->session_token = dup_or_null(nonempty(l->session_token));
+            out->access_key = sky_xstrdup(l->access_key);
+            out->secret_key = sky_xstrdup(l->secret_key);
+            out->session_token = sky_xstrdup(nonempty(l->session_token));
             snprintf(out->credential_source, sizeof out->credential_source, "%s", l->source);
             sky_secret_register(out->secret_key);
             sky_secret_register(out->session_token);
@@ -661,9 +486,9 @@ int s3_settings_resolve(const s3_settings *given, const char *preset_name, const
     name = chosen_profile(given, profile, &named_in_code);
 
     default_path("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials", path, sizeof path);
-    ini_load(&src.creds, path);
+    aws_ini_load(&src.creds, path);
     default_path("AWS_CONFIG_FILE", ".aws/config", path, sizeof path);
-    ini_load(&src.config, path);
+    aws_ini_load(&src.config, path);
     if (load_yaml(&src, given ? given->config_file : NULL, err, errlen) != 0)
         goto done;
 
@@ -685,14 +510,14 @@ int s3_settings_resolve(const s3_settings *given, const char *preset_name, const
     if (resolve_location(layers, nlayers, preset_name, out, err, errlen) != 0 ||
         resolve_keys(layers, nlayers, out, err, errlen) != 0)
         goto done;
-    out->profile = dup_or_null(name);
-    out->config_file = src.yaml ? dup_or_null(src.yaml_path) : NULL;
+    out->profile = sky_xstrdup(name);
+    out->config_file = src.yaml ? sky_xstrdup(src.yaml_path) : NULL;
     rc = 0;
 done:
     if (rc != 0)
         s3_settings_free(out);
-    ini_free(&src.creds);
-    ini_free(&src.config);
+    aws_ini_free(&src.creds);
+    aws_ini_free(&src.config);
     sky_config_free(src.yaml);
     return rc;
 }

@@ -14,6 +14,9 @@
 
 #include <stddef.h>
 
+/* The region when no source names one (AWS's own default). */
+#define S3_DEFAULT_REGION "us-east-1"
+
 typedef struct s3_settings {
     char *endpoint;        /* "http://127.0.0.1:4568", "https://s3.us-east-1.amazonaws.com" */
     char *region;          /* "us-east-1" */
@@ -36,9 +39,9 @@ typedef struct s3_settings {
  * (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION/AWS_DEFAULT_REGION,
  * AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3, AWS_PROFILE, AWS_CA_BUNDLE, AWS_SHARED_CREDENTIALS_FILE,
  * AWS_CONFIG_FILE) → ~/.aws/credentials and ~/.aws/config ([profile x] sections; region,
- * endpoint_url, s3 = addressing_style) → skyrun.yaml `storage:` profile (see API.md). preset
- * (NULL, "aws", "r2", "gcs", "wasabi", "backblaze", "minio", "hyperstack") gives endpoint/region/
- * addressing defaults. Registers secret_key and session_token with sky_secret_register().
+ * endpoint_url, s3 = addressing_style) → skyrun.yaml `storage:` profile (docs/CONFIGURATION.md).
+ * preset (NULL, or a name of presets.h) gives endpoint/region/addressing defaults. Registers
+ * secret_key and session_token with sky_secret_register().
  * Returns 0, or -1 with a clear message in err (e.g. "no credentials found for storage: set
  * access_key/secret_key, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or a profile in
  * ~/.aws/credentials"; "profile 'lab' not found in ~/.aws/credentials, ~/.aws/config or skyrun.yaml").
@@ -50,8 +53,8 @@ typedef struct s3_settings {
 int s3_settings_resolve(const s3_settings *given, const char *preset, const char *profile,
                         s3_settings *out, char *err, size_t errlen);
 void s3_settings_free(s3_settings *s);   /* wipes secrets (explicit_bzero) before freeing */
-
-/* Names of the known presets, NULL-terminated (for help texts and errors). */
-extern const char *const s3_preset_names[];
+/* A deep copy of src into dst (dst's old contents are not freed); free it
+ * with s3_settings_free. */
+void s3_settings_copy(s3_settings *dst, const s3_settings *src);
 
 #endif

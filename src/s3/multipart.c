@@ -8,6 +8,8 @@
 
 #include "s3/request.h"
 #include "s3/xml.h"
+#include "util/alloc.h"
+#include "util/encode.h"
 #include "util/log.h"
 
 uint64_t s3_multipart_part_size(uint64_t size, uint64_t wanted)
@@ -37,12 +39,12 @@ void s3_multipart_etag(const unsigned char (*part_md5)[16], size_t n, char *out)
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned len = 0;
     if (!ctx || !EVP_DigestInit_ex(ctx, EVP_md5(), NULL))
-        abort();
+        sky_oom("digest context");
     for (size_t i = 0; i < n; i++)
         EVP_DigestUpdate(ctx, part_md5[i], 16);
     EVP_DigestFinal_ex(ctx, digest, &len);
     EVP_MD_CTX_free(ctx);
-    s3_hex(digest, 16, hex);
+    sky_hex(digest, 16, hex);
     snprintf(out, 64, "%s-%zu", hex, n);
 }
 
@@ -157,7 +159,7 @@ void s3_multipart_abort(s3_client *c, const char *bucket, const char *key, const
     s3_error err;
     s3_request_init(&r, "abort upload", "DELETE", bucket, key);
     s3_request_add_query(&r, "uploadId", upload_id);
-    if (s3_request_perform_cleanup(c, &r, 3, &err) != 0 && err.status != 404)
+    if (s3_request_perform_cleanup(c, &r, &err) != 0 && err.status != 404)
         sky_log(SKY_LOG_WARN, "%s (the incomplete upload %s may need aborting by hand)", err.text, upload_id);
 }
 
@@ -166,7 +168,7 @@ void s3_multipart_remove_if_ours(s3_client *c, const char *bucket, const char *k
     s3_request r;
     s3_error err;
     s3_request_init(&r, "upload cleanup", "HEAD", bucket, key);
-    if (s3_request_perform_cleanup(c, &r, 3, &err) != 0) {
+    if (s3_request_perform_cleanup(c, &r, &err) != 0) {
         if (err.status != 404)
             sky_log(SKY_LOG_WARN, "%s (cannot tell whether the failed upload created s3://%s/%s)",
                     err.text, bucket, key);
@@ -175,7 +177,7 @@ void s3_multipart_remove_if_ours(s3_client *c, const char *bucket, const char *k
     if (strcmp(r.hdr.meta_upload, nonce) != 0)
         return;   /* an object that is not this upload's: left alone */
     s3_request_init(&r, "upload cleanup", "DELETE", bucket, key);
-    if (s3_request_perform_cleanup(c, &r, 3, &err) != 0)
+    if (s3_request_perform_cleanup(c, &r, &err) != 0)
         sky_log(SKY_LOG_WARN, "%s (the failed upload's object s3://%s/%s may need deleting by hand)",
                 err.text, bucket, key);
 }

@@ -18,6 +18,8 @@
 
 #include "s3/retry.h"
 #include "s3/xml.h"
+#include "util/alloc.h"
+#include "util/encode.h"
 #include "util/log.h"
 
 void s3_request_init(s3_request *r, const char *op, const char *method,
@@ -48,16 +50,6 @@ void s3_request_add_header(s3_request *r, const char *name, const char *value)
         abort();
 }
 
-void s3_hex(const unsigned char *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 void s3_base64(const unsigned char *in, size_t n, char *out, size_t cap)
 {
     if (cap < 4 * ((n + 2) / 3) + 1) {
@@ -66,6 +58,16 @@ void s3_base64(const unsigned char *in, size_t n, char *out, size_t cap)
         return;
     }
     EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+}
+
+void *s3_transfer_calloc(size_t n, size_t size, const char *op, const char *bucket,
+                         const char *key, s3_error *err)
+{
+    void *p = n && size <= SIZE_MAX / n ? calloc(n, size) : NULL;
+    if (!p)
+        s3_error_local(err, op, bucket, key, "out of memory for %zu x %zu bytes of transfer buffers",
+                       n, size);
+    return p;
 }
 
 /* ---- error text ---- */
@@ -204,6 +206,13 @@ static size_t write_body(char *data, size_t size, size_t nmemb, void *ud)
             off += (size_t)w;
         }
     } else if (r->response) {
+        /* An object read into memory is as large as the object: failing
+         * to hold it is the request's error, not the host's end. */
+        if (sky_buf_try_reserve(r->response, n) != 0) {
+            snprintf(r->local_error, sizeof r->local_error,
+                     "out of memory holding the answer (%zu bytes received so far)", r->response->len);
+            return 0;
+        }
         sky_buf_append(r->response, data, n);
     }
     if (r->md5_ctx)
@@ -293,21 +302,26 @@ static void append_query(sky_buf *url, const s3_request *r)
     qsort(sorted, r->nquery, sizeof *sorted, kv_cmp);
     for (size_t i = 0; i < r->nquery; i++) {
         sky_buf_append_byte(url, i ? '&' : '?');
-        sigv4_uri_encode(url, sorted[i].name, strlen(sorted[i].name), 0);
+        sky_buf_append_percent(url, sorted[i].name, strlen(sorted[i].name), 0);
         sky_buf_append_byte(url, '=');
-        sigv4_uri_encode(url, sorted[i].value, strlen(sorted[i].value), 0);
+        sky_buf_append_percent(url, sorted[i].value, strlen(sorted[i].value), 0);
     }
+}
+
+static void add_header_raw(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *n = curl_slist_append(*list, line);
+    if (!n)
+        sky_oom("curl header list");
+    *list = n;
 }
 
 static void add_header_line(struct curl_slist **list, const char *name, const char *value)
 {
     sky_buf line = SKY_BUF_INIT;
     sky_buf_printf(&line, "%s: %s", name, value);
-    struct curl_slist *n = curl_slist_append(*list, sky_buf_cstr(&line));
+    add_header_raw(list, sky_buf_cstr(&line));
     sky_buf_free(&line);
-    if (!n)
-        abort();
-    *list = n;
 }
 
 static void payload_hash(s3_request *r)
@@ -383,7 +397,7 @@ int s3_request_start(s3_client *c, s3_request *r, CURL *easy, s3_error *err)
     if (r->want_md5) {
         r->md5_ctx = EVP_MD_CTX_new();
         if (!r->md5_ctx || !EVP_DigestInit_ex(r->md5_ctx, EVP_md5(), NULL))
-            abort();
+            sky_oom("digest context");
     }
 
     payload_hash(r);
@@ -414,8 +428,8 @@ int s3_request_start(s3_client *c, s3_request *r, CURL *easy, s3_error *err)
         add_header_line(&r->slist, signed_headers[i].name, signed_headers[i].value);
     add_header_line(&r->slist, "Authorization", sky_buf_cstr(&auth));
     /* No "Expect: 100-continue" round trip per part; curl's defaults otherwise. */
-    r->slist = curl_slist_append(r->slist, "Expect:");
-    r->slist = curl_slist_append(r->slist, "Accept:");
+    add_header_raw(&r->slist, "Expect:");
+    add_header_raw(&r->slist, "Accept:");
 
     configure_transport(c, r, easy);
     configure_method(r, easy);

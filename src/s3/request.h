@@ -26,7 +26,7 @@ struct s3_client {
     s3_endpoint endpoint;
     size_t part_size;
     int parallel;
-    int attempts;
+    int attempts;              /* per request or part: 1 + the `retries` option */
     int progress;              /* resolved: 1 draw bars, 0 never */
     CURLM *multi;
     CURL **idle;               /* easy handles ready for reuse */
@@ -149,8 +149,8 @@ int s3_batch_run(s3_batch *b, s3_error *err);
 int s3_request_perform(s3_client *c, s3_request *req, s3_error *err);
 
 /* A cleanup request: runs even while an interrupt is pending, at most
- * `attempts` times. */
-int s3_request_perform_cleanup(s3_client *c, s3_request *req, int attempts, s3_error *err);
+ * S3_CLEANUP_ATTEMPTS times (retry.h). */
+int s3_request_perform_cleanup(s3_client *c, s3_request *req, s3_error *err);
 
 /* After a 404 on bucket/key: when the bucket itself is missing, rewrites err
  * to NoSuchBucket (S3 answers HEAD without a body, so the status is all). */
@@ -159,8 +159,15 @@ void s3_refine_not_found(s3_client *c, const char *op, const char *bucket, const
 
 /* base64 of n bytes into out (NUL-terminated; cap >= 4*ceil(n/3)+1). */
 void s3_base64(const unsigned char *in, size_t n, char *out, size_t cap);
-/* lowercase hex of n bytes */
-void s3_hex(const unsigned char *in, size_t n, char *out);
+
+/* The buffer files are hashed through, chunk by chunk. */
+#define S3_HASH_CHUNK (256 * 1024)
+
+/* Zeroed memory for a transfer's buffers and per-part records, whose size
+ * the file or object chooses: NULL with err filled ("out of memory for N
+ * bytes") when it cannot be had, rather than aborting (util/alloc.h). */
+void *s3_transfer_calloc(size_t n, size_t size, const char *op, const char *bucket,
+                         const char *key, s3_error *err);
 
 /* 1 when the response's ETag is the MD5 of the body: 32 hex digits and no
  * SSE-KMS or SSE-C encryption (whose ETags are something else). */

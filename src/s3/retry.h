@@ -17,7 +17,11 @@
 
 #define S3_RETRY_BASE_MS 100
 #define S3_RETRY_CAP_MS 5000
-#define S3_RETRY_DEFAULT_ATTEMPTS 5
+/* How many attempts a request gets is the client's `retries` option
+ * (client.h: extra attempts after the first, S3_DEFAULT_RETRIES). Cleanup
+ * requests after a failure (abort a multipart upload, delete its object)
+ * get this many attempts, also while an interrupt is pending. */
+#define S3_CLEANUP_ATTEMPTS 3
 
 /* 1 when a request that ended with this curl result (a CURLcode), HTTP status
  * (0 when none arrived) and S3 error code (NULL or "" when none) should be

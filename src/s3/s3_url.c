@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "s3/sigv4.h"
+#include "util/alloc.h"
+#include "util/encode.h"
 
 int s3_url_is_s3(const char *s) { return s && strncmp(s, "s3://", 5) == 0; }
 
@@ -24,15 +25,8 @@ int s3_url_parse(const char *url, char **bucket, char **key, char *err, size_t e
         snprintf(err, errlen, "'%s' has no bucket name (expected s3://bucket/key)", url);
         return -1;
     }
-    *bucket = strndup(b, blen);
-    *key = strdup(slash ? slash + 1 : "");
-    if (!*bucket || !*key) {
-        free(*bucket);
-        free(*key);
-        *bucket = *key = NULL;
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
+    *bucket = sky_xstrndup(b, blen);
+    *key = sky_xstrdup(slash ? slash + 1 : "");
     return 0;
 }
 
@@ -95,23 +89,10 @@ void s3_url_host_and_path(const s3_endpoint *ep, int path_style, const char *buc
     sky_buf_append_str(path, ep->base_path);
     sky_buf_append_byte(path, '/');
     if (has_bucket && path_style) {
-        sigv4_uri_encode(path, bucket, strlen(bucket), 0);
+        sky_buf_append_percent(path, bucket, strlen(bucket), 0);
         if (key && *key)
             sky_buf_append_byte(path, '/');
     }
     if (key && *key)
-        sigv4_uri_encode(path, key, strlen(key), 1);
-}
-
-int s3_bucket_name_valid(const char *name)
-{
-    size_t n = name ? strlen(name) : 0;
-    if (n < 3 || n > 63)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)name[i];
-        if (!(islower(ch) || isdigit(ch) || ch == '.' || ch == '-'))
-            return 0;
-    }
-    return isalnum((unsigned char)name[0]) && isalnum((unsigned char)name[n - 1]);
+        sky_buf_append_percent(path, key, strlen(key), 1);
 }

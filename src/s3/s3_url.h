@@ -32,8 +32,4 @@ int s3_endpoint_parse(const char *endpoint, s3_endpoint *out, char *err, size_t 
 void s3_url_host_and_path(const s3_endpoint *ep, int path_style, const char *bucket,
                           const char *key, sky_buf *host, sky_buf *path);
 
-/* 1 when a bucket name follows the S3 rules (3–63 of [a-z0-9.-], starting
- * and ending with a letter or digit); a lenient check: the server decides. */
-int s3_bucket_name_valid(const char *name);
-
 #endif

@@ -21,6 +21,8 @@
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
+#include "util/alloc.h"
+
 #define SIGV4_ALGORITHM "AWS4-HMAC-SHA256"
 
 /* One header after canonicalisation: lowercase name, trimmed value. */
@@ -36,42 +38,11 @@ typedef struct canon_param {
     sky_buf value;
 } canon_param;
 
-static const char HEX_UPPER[] = "0123456789ABCDEF";
-static const char HEX_LOWER[] = "0123456789abcdef";
-
-static int is_unreserved(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.' || c == '~';
-}
-
-static void hex_lower(const unsigned char *in, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = HEX_LOWER[in[i] >> 4];
-        out[2 * i + 1] = HEX_LOWER[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-void sigv4_uri_encode(sky_buf *out, const char *s, size_t n, int keep_slash)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (is_unreserved(c) || (keep_slash && c == '/')) {
-            sky_buf_append_byte(out, c);
-        } else {
-            uint8_t esc[3] = { '%', (uint8_t)HEX_UPPER[c >> 4], (uint8_t)HEX_UPPER[c & 15] };
-            sky_buf_append(out, esc, 3);
-        }
-    }
-}
-
 void sigv4_sha256_hex(const void *data, size_t n, char hex[65])
 {
     unsigned char digest[SHA256_DIGEST_LENGTH];
     SHA256(data, n, digest);
-    hex_lower(digest, sizeof digest, hex);
+    sky_hex(digest, sizeof digest, hex);
 }
 
 void sigv4_amz_date(long long t, char out[17])
@@ -100,12 +71,10 @@ static void normalize_path(const char *path, sky_buf *out)
 {
     size_t n = strlen(path);
     /* Segment start offsets in `out`, to drop the last one on "..". */
-    size_t *starts = malloc((n + 1) * sizeof *starts);
+    size_t *starts = sky_xmalloc((n + 1) * sizeof *starts);
     size_t depth = 0;
     int trailing_slash = 0;
 
-    if (!starts)
-        abort();
     sky_buf_reset(out);
     for (size_t i = 0; i < n;) {
         while (i < n && path[i] == '/')
@@ -158,7 +127,7 @@ static void canonical_uri(const char *path, int normalize, sky_buf *out)
             sky_buf_append(out, esc, 3);
             i += 2;
         } else {
-            sigv4_uri_encode(out, p + i, 1, 1);
+            sky_buf_append_percent(out, p + i, 1, 1);
         }
     }
     sky_buf_free(&normalized);
@@ -180,8 +149,8 @@ static void add_param(canon_param *params, size_t *count, const char *name, cons
     canon_param *p = &params[(*count)++];
     sky_buf_init(&p->name);
     sky_buf_init(&p->value);
-    sigv4_uri_encode(&p->name, name, strlen(name), 0);
-    sigv4_uri_encode(&p->value, value ? value : "", value ? strlen(value) : 0, 0);
+    sky_buf_append_percent(&p->name, name, strlen(name), 0);
+    sky_buf_append_percent(&p->value, value ? value : "", value ? strlen(value) : 0, 0);
     sky_buf_cstr(&p->name);
     sky_buf_cstr(&p->value);
 }
@@ -197,9 +166,7 @@ static void canonical_query(const s3_kv *query, size_t nquery, const s3_kv *extr
 
     if (total == 0)
         return;
-    params = calloc(total, sizeof *params);
-    if (!params)
-        abort();
+    params = sky_xcalloc(total, sizeof *params);
     for (size_t i = 0; i < nquery; i++)
         add_param(params, &count, query[i].name, query[i].value);
     for (size_t i = 0; i < nextra; i++)
@@ -270,17 +237,13 @@ static canon_header *collect_headers(const s3_kv *headers, size_t n)
 
     if (n == 0 || !headers)
         return NULL;
-    h = calloc(n, sizeof *h);
-    if (!h)
-        abort();
+    h = sky_xcalloc(n, sizeof *h);
     for (size_t i = 0; i < n; i++) {
         const char *name = headers[i].name;
         size_t len = name ? strlen(name) : 0;
         if (len == 0 || !headers[i].value)
             goto invalid;
-        h[i].name = malloc(len + 1);
-        if (!h[i].name)
-            abort();
+        h[i].name = sky_xmalloc(len + 1);
         for (size_t k = 0; k < len; k++) {
             unsigned char c = (unsigned char)name[k];
             if (!is_header_name_char(c))
@@ -393,11 +356,9 @@ static void compute_signature(const sigv4_key *key, const char *amz_date,
                               const sky_buf *string_to_sign, char hex[65])
 {
     size_t slen = strlen(key->secret_key);
-    unsigned char *k0 = malloc(slen + 4);
+    unsigned char *k0 = sky_xmalloc(slen + 4);
     unsigned char k[32];
 
-    if (!k0)
-        abort();
     memcpy(k0, "AWS4", 4);
     memcpy(k0 + 4, key->secret_key, slen);
     hmac_sha256(k0, slen + 4, amz_date, 8, k);
@@ -405,7 +366,7 @@ static void compute_signature(const sigv4_key *key, const char *amz_date,
     hmac_sha256(k, 32, key->service, strlen(key->service), k);
     hmac_sha256(k, 32, "aws4_request", 12, k);
     hmac_sha256(k, 32, string_to_sign->data, string_to_sign->len, k);
-    hex_lower(k, 32, hex);
+    sky_hex(k, 32, hex);
     OPENSSL_cleanse(k0, slen + 4);
     OPENSSL_cleanse(k, sizeof k);
     free(k0);
@@ -506,7 +467,7 @@ int sigv4_presign_query(const sigv4_request *req, const sigv4_key *key, const ch
     int rc = -1;
 
     if (!valid_request(req) || !valid_key(key) || !valid_amz_date(amz_date) || !query ||
-        expires_seconds == 0 || expires_seconds > 604800)
+        expires_seconds == 0 || expires_seconds > SIGV4_MAX_EXPIRES)
         return -1;
     if (signed_header_list(req, &signed_list) != 0)
         goto done;

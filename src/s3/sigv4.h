@@ -12,6 +12,10 @@
 
 #include <stddef.h>
 #include "util/buf.h"
+#include "util/encode.h"   /* sky_buf_append_percent: the encoding SigV4 signs */
+
+/* The longest a presigned URL may be valid: 7 days. */
+#define SIGV4_MAX_EXPIRES 604800
 
 typedef struct s3_kv {
     const char *name;
@@ -45,17 +49,14 @@ typedef struct sigv4_key {
 int sigv4_authorization(const sigv4_request *req, const sigv4_key *key, const char *amz_date,
                         sky_buf *authorization, sky_buf *canonical, sky_buf *string_to_sign);
 
-/* The query string (without '?') of a presigned URL for req: req's own query
+/* The query string (without '?') of a presigned URL for req, valid for 1 to
+ * SIGV4_MAX_EXPIRES seconds: req's own query
  * plus X-Amz-Algorithm, -Credential, -Date, -Expires, -SignedHeaders,
  * -Security-Token (when there is one) and -Signature, encoded and sorted.
  * req->payload_hash is normally "UNSIGNED-PAYLOAD". Returns 0 or -1. */
 int sigv4_presign_query(const sigv4_request *req, const sigv4_key *key, const char *amz_date,
                         unsigned expires_seconds, sky_buf *query,
                         sky_buf *canonical, sky_buf *string_to_sign);
-
-/* RFC 3986 percent-encoding as SigV4 wants it: unreserved characters kept,
- * everything else %XX (uppercase); '/' kept when keep_slash. */
-void sigv4_uri_encode(sky_buf *out, const char *s, size_t n, int keep_slash);
 
 /* Lowercase hex SHA-256 of n bytes. */
 void sigv4_sha256_hex(const void *data, size_t n, char hex[65]);

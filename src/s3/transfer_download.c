@@ -25,11 +25,17 @@
 
 #include "s3/multipart.h"
 #include "s3/request.h"
+#include "s3/target.h"
+#include "util/alloc.h"
+#include "util/encode.h"
 
 typedef struct range_state {
-    unsigned char md5[16];
     char range[64];
 } range_state;
+
+/* Per-range arrays are sized by the object (a range per part_size bytes):
+ * when they cannot be had, the download fails with an error
+ * (s3_transfer_calloc). */
 
 typedef struct download_job {
     s3_client *c;
@@ -47,10 +53,9 @@ typedef struct download_job {
     uint8_t *chunk;
     char if_match[96];
     range_state *ranges;
+    unsigned char (*md5s)[16];   /* md5_per_range: each range's MD5 */
     s3_progress progress;
 } download_job;
-
-enum { HASH_CHUNK = 256 * 1024 };
 
 /* Hashes every range that is complete and next in file order. */
 static int hash_ready_ranges(download_job *j)
@@ -59,7 +64,7 @@ static int hash_ready_ranges(download_job *j)
         uint64_t off = j->next_to_hash * j->range_size;
         uint64_t end = off + j->range_size < j->size ? off + j->range_size : j->size;
         while (off < end) {
-            size_t want = end - off < HASH_CHUNK ? (size_t)(end - off) : HASH_CHUNK;
+            size_t want = end - off < S3_HASH_CHUNK ? (size_t)(end - off) : S3_HASH_CHUNK;
             ssize_t got = pread(j->fd, j->chunk, want, (off_t)off);
             if (got < 0 && errno == EINTR)
                 continue;
@@ -111,7 +116,8 @@ static int range_finish(void *ud, size_t i, s3_request *req, s3_error *err)
                        (unsigned long long)req->received, (unsigned long long)len, (unsigned long long)off);
         return 1;
     }
-    memcpy(j->ranges[i].md5, req->md5, 16);
+    if (j->md5_per_range)
+        memcpy(j->md5s[i], req->md5, 16);
     /* Start writing this range back now, so the fsync before the rename
      * waits for the tail only, not the whole file. Errors surface there. */
     sync_file_range(j->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
@@ -130,16 +136,10 @@ static int verify_checksum(download_job *j, const s3_response_headers *h, s3_err
 {
     char hex[33];
     if (j->md5_per_range && j->nranges == 1 && s3_etag_is_md5(h)) {
-        s3_hex(j->ranges[0].md5, 16, hex);
+        sky_hex(j->md5s[0], 16, hex);
     } else if (j->md5_per_range) {
-        unsigned char (*md5s)[16] = malloc(j->nranges * sizeof *md5s);
-        if (!md5s)
-            abort();
-        for (uint64_t i = 0; i < j->nranges; i++)
-            memcpy(md5s[i], j->ranges[i].md5, 16);
         char expect[64];
-        s3_multipart_etag((const unsigned char (*)[16])md5s, j->nranges, expect);
-        free(md5s);
+        s3_multipart_etag((const unsigned char (*)[16])j->md5s, j->nranges, expect);
         if (strcasecmp(expect, h->etag) != 0) {
             s3_error_local(err, "download", j->bucket, j->key,
                            "the data received does not match the object's ETag %s (got %s)", h->etag, expect);
@@ -153,7 +153,7 @@ static int verify_checksum(download_job *j, const s3_response_headers *h, s3_err
             EVP_Digest("", 0, md5, &n, EVP_md5(), NULL);
         else
             EVP_DigestFinal_ex(j->whole, md5, &n);
-        s3_hex(md5, 16, hex);
+        sky_hex(md5, 16, hex);
     } else {
         return 0;   /* an ETag that is no checksum (SSE-KMS, unknown part sizes): size only */
     }
@@ -207,9 +207,7 @@ static int head_for_download(s3_client *c, const char *bucket, const char *key,
 
 static int sync_parent_dir(const char *path)
 {
-    char *copy = strdup(path);
-    if (!copy)
-        abort();
+    char *copy = sky_xstrdup(path);
     int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     free(copy);
     if (fd < 0)
@@ -235,8 +233,30 @@ static void temp_name(sky_buf *tmp, const char *path)
     sky_buf_append_str(tmp, TEMP_SUFFIX);
 }
 
-int s3_download_object(s3_client *c, const char *bucket, const char *key, const char *path,
-                       s3_error *err)
+/* mkdir -p for the folders above path. */
+static int make_parents(const char *path)
+{
+    char *copy = sky_xstrdup(path);
+    int rc = 0;
+    for (char *p = copy + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(copy, 0777) != 0 && errno != EEXIST) {
+            rc = -1;
+            break;
+        }
+        *p = '/';
+    }
+    free(copy);
+    return rc;
+}
+
+/* s3_download_object, and with make_dirs the folders above path are
+ * created first — once the object is known to exist, so a failed download
+ * leaves no empty folders behind. */
+static int download_object(s3_client *c, const char *bucket, const char *key, const char *path,
+                           int make_dirs, s3_error *err)
 {
     download_job j = { .c = c, .bucket = bucket, .key = key, .fd = -1 };
     s3_response_headers h;
@@ -250,6 +270,11 @@ int s3_download_object(s3_client *c, const char *bucket, const char *key, const 
     if (h.etag[0])
         snprintf(j.if_match, sizeof j.if_match, "\"%s\"", h.etag);
     plan_download(&j, &h);
+    if (make_dirs && make_parents(path) != 0) {
+        s3_error_local(err, "download", bucket, key, "cannot create the folders of %s: %s", path,
+                       strerror(errno));
+        return -1;
+    }
 
     temp_name(&tmp, path);
     j.fd = mkostemp((char *)sky_buf_cstr(&tmp), O_CLOEXEC);
@@ -265,15 +290,18 @@ int s3_download_object(s3_client *c, const char *bucket, const char *key, const 
         s3_error_local(err, "download", bucket, key, "cannot prepare %s: %s", sky_buf_cstr(&tmp), strerror(errno));
         goto done;
     }
-    j.ranges = calloc(j.nranges ? j.nranges : 1, sizeof *j.ranges);
-    if (!j.ranges)
-        abort();
+    if (!(j.ranges = s3_transfer_calloc(j.nranges ? j.nranges : 1, sizeof *j.ranges, "download",
+                                        bucket, key, err)) ||
+        (j.md5_per_range && !(j.md5s = s3_transfer_calloc(j.nranges, sizeof *j.md5s, "download",
+                                                          bucket, key, err))))
+        goto done;
     if (j.md5_whole) {
-        j.finished = calloc(j.nranges, 1);
-        j.chunk = malloc(HASH_CHUNK);
+        if (!(j.finished = s3_transfer_calloc(j.nranges, 1, "download", bucket, key, err)) ||
+            !(j.chunk = s3_transfer_calloc(1, S3_HASH_CHUNK, "download", bucket, key, err)))
+            goto done;
         j.whole = EVP_MD_CTX_new();
-        if (!j.finished || !j.chunk || !j.whole || !EVP_DigestInit_ex(j.whole, EVP_md5(), NULL))
-            abort();
+        if (!j.whole || !EVP_DigestInit_ex(j.whole, EVP_md5(), NULL))
+            sky_oom("digest context");
     }
     s3_progress_begin(&j.progress, c->progress && j.size > 0, key, j.size);
     s3_batch b = { c, j.nranges, 0, range_prepare, range_finish, &j, "download", bucket, key, 0, 0 };
@@ -300,6 +328,7 @@ done:
     if (created)
         unlink(sky_buf_cstr(&tmp));
     free(j.ranges);
+    free(j.md5s);
     free(j.finished);
     free(j.chunk);
     EVP_MD_CTX_free(j.whole);
@@ -332,27 +361,6 @@ static int relative_path_safe(const char *rel)
     return 1;
 }
 
-/* mkdir -p for the folders above path. */
-static int make_parents(const char *path)
-{
-    char *copy = strdup(path);
-    if (!copy)
-        abort();
-    int rc = 0;
-    for (char *p = copy + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(copy, 0777) != 0 && errno != EEXIST) {
-            rc = -1;
-            break;
-        }
-        *p = '/';
-    }
-    free(copy);
-    return rc;
-}
-
 static int download_one_key(void *ud, const s3_object_info *o)
 {
     prefix_job *pj = ud;
@@ -368,15 +376,10 @@ static int download_one_key(void *ud, const s3_object_info *o)
     }
     sky_buf dest = SKY_BUF_INIT;
     sky_buf_printf(&dest, "%s/%s", pj->dir, rel);
-    if (make_parents(sky_buf_cstr(&dest)) != 0) {
-        s3_error_local(pj->err, "download", pj->bucket, o->key, "cannot create the folders of %s: %s",
-                       sky_buf_cstr(&dest), strerror(errno));
+    if (download_object(pj->c, pj->bucket, o->key, sky_buf_cstr(&dest), 1, pj->err) != 0)
         pj->failed = 1;
-    } else if (s3_download_object(pj->c, pj->bucket, o->key, sky_buf_cstr(&dest), pj->err) != 0) {
-        pj->failed = 1;
-    } else {
+    else
         pj->count++;
-    }
     sky_buf_free(&dest);
     return pj->failed;
 }
@@ -390,7 +393,11 @@ int s3_download_prefix(s3_client *c, const char *bucket, const char *prefix, con
         *count = 0;
     if (s3_check_target("download", bucket, prefix, 0, err) != 0)
         return -1;
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+    sky_buf folder = SKY_BUF_INIT;
+    sky_buf_printf(&folder, "%s/", dir);
+    int made = make_parents(sky_buf_cstr(&folder));   /* mkdir -p dir */
+    sky_buf_free(&folder);
+    if (made != 0) {
         s3_error_local(err, "download", bucket, prefix, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
@@ -403,5 +410,33 @@ int s3_download_prefix(s3_client *c, const char *bucket, const char *prefix, con
                       pj.count == 1 ? "" : "s", pj.count == 1 ? "is" : "are", dir);
     if (count)
         *count = pj.count;
+    return rc;
+}
+
+int s3_download_object(s3_client *c, const char *bucket, const char *key, const char *path,
+                       s3_error *err)
+{
+    return download_object(c, bucket, key, path, 0, err);
+}
+
+int s3_download_path(s3_client *c, const char *bucket, const char *key, const char *path,
+                     size_t *count, sky_buf *where, s3_error *err)
+{
+    sky_buf file = SKY_BUF_INIT;
+    int rc;
+    if (s3_key_is_prefix(key)) {
+        sky_buf_append_str(&file, path);
+        rc = s3_download_prefix(c, bucket, key ? key : "", path, count, err);
+    } else {
+        s3_target_file(key, path, &file);
+        rc = download_object(c, bucket, key, sky_buf_cstr(&file), 1, err);
+        if (count)
+            *count = rc == 0;
+    }
+    if (where) {
+        sky_buf_reset(where);
+        sky_buf_append(where, file.data, file.len);
+    }
+    sky_buf_free(&file);
     return rc;
 }

@@ -20,10 +20,13 @@
 
 #include "s3/multipart.h"
 #include "s3/request.h"
+#include "s3/target.h"
+#include "util/alloc.h"
+#include "util/encode.h"
 
-#define HASH_CHUNK (256 * 1024)
 #define MAX_DIR_DEPTH 64
 
+/* The progress bar's label: the file's name. */
 static const char *base_name(const char *path)
 {
     const char *slash = strrchr(path, '/');
@@ -39,10 +42,10 @@ static int hash_range(int fd, uint64_t offset, uint64_t len, uint8_t *chunk,
     EVP_MD_CTX *m = EVP_MD_CTX_new(), *s = sha_hex ? EVP_MD_CTX_new() : NULL;
     if (!m || !EVP_DigestInit_ex(m, EVP_md5(), NULL) ||
         (sha_hex && (!s || !EVP_DigestInit_ex(s, EVP_sha256(), NULL))))
-        abort();
+        sky_oom("digest context");
     uint64_t done = 0;
     while (done < len) {
-        size_t want = len - done < HASH_CHUNK ? (size_t)(len - done) : HASH_CHUNK;
+        size_t want = len - done < S3_HASH_CHUNK ? (size_t)(len - done) : S3_HASH_CHUNK;
         ssize_t got = pread(fd, chunk, want, (off_t)(offset + done));
         if (got < 0 && errno == EINTR)
             continue;
@@ -60,7 +63,7 @@ static int hash_range(int fd, uint64_t offset, uint64_t len, uint8_t *chunk,
     if (s) {
         unsigned char sha[32];
         EVP_DigestFinal_ex(s, sha, &n);
-        s3_hex(sha, 32, sha_hex);
+        sky_hex(sha, 32, sha_hex);
     }
     rc = 0;
 done:
@@ -76,18 +79,18 @@ static int upload_single(s3_client *c, const char *bucket, const char *key, cons
 {
     unsigned char md5[16];
     char sha_hex[65], md5_b64[25], md5_hex[33], why[256];
-    uint8_t *chunk = malloc(HASH_CHUNK);
+    uint8_t *chunk = s3_transfer_calloc(1, S3_HASH_CHUNK, "upload", bucket, key, err);
     s3_progress progress;
     s3_request r;
     int rc = -1;
     if (!chunk)
-        abort();
+        return -1;
     if (hash_range(fd, 0, size, chunk, md5, sha_hex, why, sizeof why) != 0) {
         s3_error_local(err, "upload", bucket, key, "cannot read %s: %s", path, why);
         goto done;
     }
     s3_base64(md5, 16, md5_b64, sizeof md5_b64);
-    s3_hex(md5, 16, md5_hex);
+    sky_hex(md5, 16, md5_hex);
     s3_request_init(&r, "upload", "PUT", bucket, key);
     r.body_fd = fd;
     r.body_offset = 0;
@@ -116,12 +119,12 @@ done:
 /* ---- multipart ---- */
 
 typedef struct part_state {
-    unsigned char md5[16];
     char md5_b64[25];
     char number[12];
-    char etag[80];
 } part_state;
 
+/* Per-part arrays are sized by the file (up to S3_MAX_PARTS entries): when
+ * they cannot be had, the upload fails with an error (s3_transfer_calloc). */
 typedef struct upload_job {
     s3_client *c;
     const char *bucket, *key, *path;
@@ -129,8 +132,9 @@ typedef struct upload_job {
     uint64_t size, part_size, nparts;
     char upload_id[1024];
     part_state *parts;
-    char (*etags)[80];
-    uint8_t *chunk;        /* one hashing buffer: prepare runs on one thread */
+    unsigned char (*md5s)[16];   /* each part's MD5, for the object's md5-of-md5s ETag */
+    char (*etags)[80];           /* each part's ETag, for CompleteMultipartUpload */
+    uint8_t *chunk;              /* one hashing buffer: prepare runs on one thread */
     s3_progress progress;
 } upload_job;
 
@@ -141,11 +145,11 @@ static int part_prepare(void *ud, size_t i, s3_request *req, s3_error *err)
     uint64_t off = (uint64_t)i * j->part_size;
     uint64_t len = j->size - off < j->part_size ? j->size - off : j->part_size;
     char why[256];
-    if (hash_range(j->fd, off, len, j->chunk, p->md5, NULL, why, sizeof why) != 0) {
+    if (hash_range(j->fd, off, len, j->chunk, j->md5s[i], NULL, why, sizeof why) != 0) {
         s3_error_local(err, "upload", j->bucket, j->key, "cannot read %s: %s", j->path, why);
         return -1;
     }
-    s3_base64(p->md5, 16, p->md5_b64, sizeof p->md5_b64);
+    s3_base64(j->md5s[i], 16, p->md5_b64, sizeof p->md5_b64);
     snprintf(p->number, sizeof p->number, "%zu", i + 1);
     s3_request_init(req, "upload", "PUT", j->bucket, j->key);
     s3_request_add_query(req, "partNumber", p->number);
@@ -164,9 +168,8 @@ static int part_prepare(void *ud, size_t i, s3_request *req, s3_error *err)
 static int part_finish(void *ud, size_t i, s3_request *req, s3_error *err)
 {
     upload_job *j = ud;
-    part_state *p = &j->parts[i];
     char hex[33];
-    s3_hex(p->md5, 16, hex);
+    sky_hex(j->md5s[i], 16, hex);
     if (!req->hdr.etag[0]) {
         s3_error_local(err, "upload", j->bucket, j->key, "part %zu: the server returned no ETag", i + 1);
         return -1;
@@ -187,14 +190,8 @@ static int verify_multipart_etag(upload_job *j, const char *etag, s3_error *err)
     uint64_t n;
     if (!s3_etag_multipart_parts(etag, &n))
         return 0;
-    unsigned char (*md5s)[16] = malloc(j->nparts * sizeof *md5s);
-    if (!md5s)
-        abort();
-    for (uint64_t i = 0; i < j->nparts; i++)
-        memcpy(md5s[i], j->parts[i].md5, 16);
     char expect[64];
-    s3_multipart_etag((const unsigned char (*)[16])md5s, j->nparts, expect);
-    free(md5s);
+    s3_multipart_etag((const unsigned char (*)[16])j->md5s, j->nparts, expect);
     if (strcasecmp(expect, etag) == 0)
         return 0;
     s3_error_local(err, "upload", j->bucket, j->key,
@@ -212,23 +209,23 @@ static void make_nonce(s3_client *c, char out[33])
             bytes[i] = (unsigned char)(c->rng >> 24) ^ (unsigned char)(uintptr_t)&bytes[i];
         }
     }
-    s3_hex(bytes, sizeof bytes, out);
+    sky_hex(bytes, sizeof bytes, out);
 }
 
 static int upload_multipart(s3_client *c, const char *bucket, const char *key, const char *path,
                             int fd, uint64_t size, const char *content_type, s3_error *err)
 {
-    upload_job j = { c, bucket, key, path, fd, size, 0, 0, "", NULL, NULL, NULL, { 0 } };
+    upload_job j = { .c = c, .bucket = bucket, .key = key, .path = path, .fd = fd, .size = size };
     int rc = -1, started = 0, completing = 0;
     char nonce[33];
     make_nonce(c, nonce);
     j.part_size = s3_multipart_part_size(size, c->part_size);
     j.nparts = s3_multipart_part_count(size, j.part_size);
-    j.parts = calloc(j.nparts, sizeof *j.parts);
-    j.etags = calloc(j.nparts, sizeof *j.etags);
-    j.chunk = malloc(HASH_CHUNK);
-    if (!j.parts || !j.etags || !j.chunk)
-        abort();
+    if (!(j.parts = s3_transfer_calloc(j.nparts, sizeof *j.parts, "upload", bucket, key, err)) ||
+        !(j.md5s = s3_transfer_calloc(j.nparts, sizeof *j.md5s, "upload", bucket, key, err)) ||
+        !(j.etags = s3_transfer_calloc(j.nparts, sizeof *j.etags, "upload", bucket, key, err)) ||
+        !(j.chunk = s3_transfer_calloc(1, S3_HASH_CHUNK, "upload", bucket, key, err)))
+        goto done;
     if (s3_multipart_initiate(c, bucket, key, content_type, j.part_size, nonce, j.upload_id,
                               sizeof j.upload_id, err) != 0)
         goto done;
@@ -258,6 +255,7 @@ done:
     if (completing)
         s3_multipart_remove_if_ours(c, bucket, key, nonce);
     free(j.parts);
+    free(j.md5s);
     free(j.etags);
     free(j.chunk);
     return rc;
@@ -277,7 +275,7 @@ int s3_upload_file(s3_client *c, const char *bucket, const char *key, const char
         s3_error_local(err, "upload", bucket, key, "%s is not a regular file", path);
         goto done;
     }
-    if (!key || !*key || key[strlen(key) - 1] == '/') {
+    if (s3_key_is_prefix(key)) {
         s3_error_local(err, "upload", bucket, key ? key : "", "a file needs a key that does not end in '/' (%s)", path);
         goto done;
     }
@@ -350,9 +348,11 @@ done:
 }
 
 int s3_upload_path(s3_client *c, const char *bucket, const char *key, const char *path,
-                   const char *content_type, size_t *count, s3_error *err)
+                   const char *content_type, size_t *count, sky_buf *where, s3_error *err)
 {
     struct stat sb;
+    sky_buf target = SKY_BUF_INIT;
+    int rc = -1;
     if (count)
         *count = 0;
     if (s3_check_target("upload", bucket, key, 0, err) != 0)
@@ -362,31 +362,39 @@ int s3_upload_path(s3_client *c, const char *bucket, const char *key, const char
         return -1;
     }
     if (!S_ISDIR(sb.st_mode)) {
-        if (s3_upload_file(c, bucket, key, path, content_type, err) != 0)
-            return -1;
-        if (count)
+        s3_target_key(path, key, &target);
+        rc = s3_upload_file(c, bucket, sky_buf_cstr(&target), path, content_type, err);
+        if (rc == 0 && count)
             *count = 1;
-        return 0;
+        goto done;
+    }
+    if (key) {
+        s3_target_prefix(key, &target);
+    } else {
+        /* Nothing named (sky.storage only): the folder's own name. */
+        size_t n;
+        const char *name = s3_target_name(path, &n);
+        sky_buf_append(&target, name, n);
+        sky_buf_append_byte(&target, '/');
     }
     dir_walk w = { c, bucket, content_type, 0, err };
-    sky_buf prefix = SKY_BUF_INIT;
-    sky_buf_append_str(&prefix, key ? key : "");
-    if (prefix.len && prefix.data[prefix.len - 1] != '/')
-        sky_buf_append_byte(&prefix, '/');
     size_t plen = strlen(path);
     while (plen > 1 && path[plen - 1] == '/')
         plen--;
-    char *dir = strndup(path, plen);
-    if (!dir)
-        abort();
-    int rc = walk_dir(&w, dir, &prefix, 0);
+    char *dir = sky_xstrndup(path, plen);
+    rc = walk_dir(&w, dir, &target, 0);   /* target is the prefix again after */
     if (rc != 0 && w.count > 0)
         /* Uploaded files are complete objects and stay (see docs/STORAGE.md). */
         s3_error_note(err, "%zu file%s uploaded before the failure %s kept", w.count,
                       w.count == 1 ? "" : "s", w.count == 1 ? "is" : "are");
     free(dir);
-    sky_buf_free(&prefix);
     if (count)
         *count = w.count;
+done:
+    if (where) {
+        sky_buf_reset(where);
+        sky_buf_append(where, target.data, target.len);
+    }
+    sky_buf_free(&target);
     return rc;
 }

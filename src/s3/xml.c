@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/alloc.h"
 #include "util/buf.h"
 
 #define MAX_DEPTH 16
@@ -88,7 +89,7 @@ static int walk_run(xml_walk *w, const char *xml, size_t len)
         return -1;
     w->parser = XML_ParserCreate(NULL);
     if (!w->parser)
-        return -1;
+        sky_oom("XML parser");
     sky_buf_init(&w->text);
     XML_SetUserData(w->parser, w);
     XML_SetElementHandler(w->parser, walk_start, walk_end);
@@ -179,9 +180,7 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem)
     size_t ncap = *cap ? *cap * 2 : 64;
     while (ncap < need)
         ncap *= 2;
-    void *np = realloc(p, ncap * elem);
-    if (!np)
-        abort();   /* as sky_buf: allocation failure is not a recoverable state */
+    void *np = sky_xrealloc(p, ncap * elem);
     *cap = ncap;
     return np;
 }
@@ -207,7 +206,7 @@ static void list_end(xml_walk *w, const char *path, const char *text, size_t len
     s3_list_entry *e = st->in_contents ? &pg->entries[pg->nentries - 1] : NULL;
     if (e && strcmp(path, "ListBucketResult/Contents/Key") == 0) {
         free(e->key);
-        e->key = strndup(text, len);
+        e->key = sky_xstrndup(text, len);
     } else if (e && strcmp(path, "ListBucketResult/Contents/Size") == 0) {
         char num[32];
         copy_value(num, sizeof num, text, len);
@@ -224,12 +223,12 @@ static void list_end(xml_walk *w, const char *path, const char *text, size_t len
             walk_fail(w);   /* an entry without a key is a broken document */
     } else if (strcmp(path, "ListBucketResult/CommonPrefixes/Prefix") == 0) {
         pg->prefixes = grow(pg->prefixes, &pg->prefixes_cap, pg->nprefixes + 1, sizeof *pg->prefixes);
-        pg->prefixes[pg->nprefixes++] = strndup(text, len);
+        pg->prefixes[pg->nprefixes++] = sky_xstrndup(text, len);
     } else if (strcmp(path, "ListBucketResult/IsTruncated") == 0) {
         pg->truncated = len == 4 && memcmp(text, "true", 4) == 0;
     } else if (strcmp(path, "ListBucketResult/NextContinuationToken") == 0) {
         free(pg->next_token);
-        pg->next_token = strndup(text, len);
+        pg->next_token = sky_xstrndup(text, len);
     }
 }
 

@@ -19,6 +19,7 @@
 
 #include <yaml.h>
 
+#include "util/alloc.h"
 #include "util/buf.h"
 
 /* Parser state: the open containers, from the root down. */
@@ -78,9 +79,7 @@ static void fail_at(loader *l, yaml_mark_t mark, const char *fmt, ...)
 
 static char *copy_text(const char *s, size_t n)
 {
-    char *out = malloc(n + 1);
-    if (!out)
-        abort();
+    char *out = sky_xmalloc(n + 1);
     memcpy(out, s, n);
     out[n] = '\0';
     return out;
@@ -88,9 +87,7 @@ static char *copy_text(const char *s, size_t n)
 
 static sky_config_node *node_new(sky_config_kind kind, yaml_mark_t mark)
 {
-    sky_config_node *n = calloc(1, sizeof *n);
-    if (!n)
-        abort();
+    sky_config_node *n = sky_xcalloc(1, sizeof *n);
     n->kind = kind;
     n->line = (int)mark.line + 1;
     n->column = (int)mark.column + 1;
@@ -99,10 +96,8 @@ static sky_config_node *node_new(sky_config_kind kind, yaml_mark_t mark)
 
 static void append_child(sky_config_node *parent, sky_config_node *child)
 {
-    sky_config_node **grown = realloc(parent->children, (parent->nchildren + 1) * sizeof *grown);
-    if (!grown)
-        abort();
-    parent->children = grown;
+    parent->children = sky_xrealloc(parent->children,
+                                    (parent->nchildren + 1) * sizeof *parent->children);
     parent->children[parent->nchildren++] = child;
 }
 
@@ -259,7 +254,7 @@ sky_config *sky_config_load_string(const char *text, size_t len, const char *nam
         return NULL;
     }
     if (!yaml_parser_initialize(&l.parser))
-        abort();
+        sky_oom("YAML parser");
     yaml_parser_set_input_string(&l.parser, (const unsigned char *)text, len);
     while (rc == 0) {
         yaml_event_t ev;
@@ -273,9 +268,7 @@ sky_config *sky_config_load_string(const char *text, size_t len, const char *nam
     }
     if (rc < 0)
         goto done;
-    cfg = calloc(1, sizeof *cfg);
-    if (!cfg)
-        abort();
+    cfg = sky_xcalloc(1, sizeof *cfg);
     cfg->source = copy_text(l.name, strlen(l.name));
     cfg->root = l.root;
     l.root = NULL;

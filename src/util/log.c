@@ -19,6 +19,9 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "util/alloc.h"
+#include "util/encode.h"
+
 #define REDACTED "[REDACTED]"
 #define MIN_SECRET_LEN 4
 
@@ -103,46 +106,26 @@ static void add_secret_locked(const char *s)
             return;
     if (nsecrets == secrets_cap) {
         size_t cap = secrets_cap ? secrets_cap * 2 : 8;
-        char **grown = realloc(secrets, cap * sizeof *grown);
-        if (!grown)
-            abort();
-        secrets = grown;
+        secrets = sky_xrealloc(secrets, cap * sizeof *secrets);
         secrets_cap = cap;
     }
-    secrets[nsecrets] = strdup(s);
-    if (!secrets[nsecrets])
-        abort();
-    nsecrets++;
+    secrets[nsecrets++] = sky_xstrdup(s);
 }
 
-/* The form a secret takes in a URL query: every byte outside A-Z a-z 0-9
- * -_.~ as %XX. NULL when that is the secret itself. */
+/* The form a secret takes in a URL query (as SigV4 encodes it), or NULL
+ * when that is the secret itself. */
 static char *percent_encoded(const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    size_t n = strlen(s), k = 0;
-    char *out = malloc(3 * n + 1);
-    int changed = 0;
+    sky_buf b = SKY_BUF_INIT;
+    size_t n = strlen(s);
+    char *out = NULL;
 
-    if (!out)
-        abort();
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '_' || c == '.' || c == '~') {
-            out[k++] = (char)c;
-        } else {
-            out[k++] = '%';
-            out[k++] = hex[c >> 4];
-            out[k++] = hex[c & 15];
-            changed = 1;
-        }
-    }
-    out[k] = '\0';
-    if (!changed) {
-        free(out);
-        return NULL;
-    }
+    sky_buf_reserve(&b, 3 * n);   /* one allocation: no unwiped copy left behind by growth */
+    sky_buf_append_percent(&b, s, n, 0);
+    if (b.len != n)
+        out = sky_xstrndup((const char *)b.data, b.len);
+    explicit_bzero(b.data, b.len);
+    sky_buf_free(&b);
     return out;
 }
 
@@ -225,9 +208,7 @@ static int redact_into(const char *text, size_t n, sky_buf *out)
 
     if (n == 0)
         return 0;
-    covered = calloc(n, 1);
-    if (!covered)
-        abort();
+    covered = sky_xcalloc(n, 1);
     pthread_mutex_lock(&log_lock);
     any = mark_secrets_locked(text, n, covered);
     pthread_mutex_unlock(&log_lock);

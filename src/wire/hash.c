@@ -6,7 +6,7 @@
  */
 #include "wire/wire.h"
 
-#include <stdio.h>
+#include "util/encode.h"
 
 typedef unsigned __int128 u128;
 
@@ -25,6 +25,5 @@ void wire_hash_bytes(const void *data, size_t len, wire_hash *out)
 
 void wire_hash_hex(const wire_hash *h, char out[33])
 {
-    for (int i = 0; i < 16; i++)
-        snprintf(out + 2 * i, 3, "%02x", h->b[i]);
+    sky_hex(h->b, sizeof h->b, out);
 }

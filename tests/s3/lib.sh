@@ -5,7 +5,13 @@
 # so the run's leftovers are all in one place and the machine's ~/.aws is never
 # read), aws-cli and skyrun pointed at the suite's s3rver, a fault proxy in
 # front of it on demand, unique bucket names, bounded waits, and a small
-# runner that prints "ok - <behaviour>" / "FAIL - <behaviour>" per test.
+# runner that prints "ok - <behaviour>" / "FAIL - <behaviour>" / "skip -
+# <behaviour>" per test.
+#
+# A test that cannot run on this machine says so and is never counted as
+# passed: a case calls `skip REASON`; a whole file calls `skip_all REASON`.
+# Either way the file exits 77, which ctest reports as "Skipped"
+# (SKIP_RETURN_CODE in tests/s3/CMakeLists.txt).
 #
 # Environment (ctest sets it, through tests/support/s3rver.sh env):
 #   S3_ENDPOINT, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY  the s3rver
@@ -26,6 +32,8 @@ RUN_ID=$(basename "$WORK" | sed 's/.*\.//' | tr 'A-Z' 'a-z')
 PROXY_PIDS=()
 FAILED=0
 PASSED=0
+SKIPPED=0
+SKIP_CODE=77
 
 cleanup_lib() {
   local pid
@@ -68,6 +76,11 @@ fresh_bucket() {
 random_file() { head -c "$2" /dev/urandom >"$1"; }
 
 fail() { echo "    $*" >&2; return 1; }
+
+# Inside a test case: this case cannot run here (a tool is missing).
+skip() { echo "    skipped: $*"; exit "$SKIP_CODE"; }
+# At the top of a file: none of its cases can run here.
+skip_all() { echo "skipped: $*"; exit "$SKIP_CODE"; }
 
 # Fails unless the file holds the text (grep -F).
 expect_in() { grep -qF -- "$2" "$1" || { echo "    --- $1:" >&2; sed 's/^/    | /' "$1" >&2; fail "'$2' not found in $1"; }; }
@@ -151,12 +164,17 @@ test_case() {
   set -e
   if [ $rc -eq 0 ]; then
     PASSED=$((PASSED + 1)); echo "ok   - $name"
+  elif [ $rc -eq "$SKIP_CODE" ]; then
+    SKIPPED=$((SKIPPED + 1)); echo "skip - $name"
   else
     FAILED=$((FAILED + 1)); echo "FAIL - $name"
   fi
 }
 
+# The file's exit status: 1 when a case failed, else 77 (skipped) when a
+# case could not run, else 0.
 finish() {
-  echo "$PASSED passed, $FAILED failed"
-  [ "$FAILED" -eq 0 ]
+  echo "$PASSED passed, $FAILED failed$([ "$SKIPPED" -eq 0 ] || echo ", $SKIPPED skipped")"
+  [ "$FAILED" -eq 0 ] || exit 1
+  [ "$SKIPPED" -eq 0 ] || exit "$SKIP_CODE"
 }

@@ -108,6 +108,18 @@ test_usage_errors_exit_2_and_name_the_problem() {
   expect_in "$WORK/err" "not-an-s3-url"
 }
 
+test_retries_flag_counts_the_attempts_after_the_first() {
+  echo x >"$WORK/r.txt"
+  expect_exit 1 env AWS_ENDPOINT_URL=http://127.0.0.1:1 "$SKYRUN" s3 cp --retries 2 "$WORK/r.txt" s3://b-retries/r.txt
+  expect_in "$WORK/err" "after 3 attempts"
+  expect_exit 1 env AWS_ENDPOINT_URL=http://127.0.0.1:1 "$SKYRUN" s3 cp --retries 0 "$WORK/r.txt" s3://b-retries/r.txt
+  expect_not_in "$WORK/err" "attempts"
+  expect_exit 1 env AWS_ENDPOINT_URL=http://127.0.0.1:1 "$SKYRUN" s3 cp "$WORK/r.txt" s3://b-retries/r.txt
+  expect_in "$WORK/err" "after 5 attempts"
+  expect_exit 2 sky_s3 cp --retries -1 "$WORK/r.txt" s3://b-retries/r.txt
+  expect_in "$WORK/err" "--retries"
+}
+
 test_a_missing_key_exits_1_naming_bucket_and_key() {
   local b; b=$(fresh_bucket cli-nokey)
   expect_exit 1 sky_s3 cp "s3://$b/no/such/key" "$WORK/nokey"
@@ -128,6 +140,8 @@ test_case "rm removes one key and leaves its neighbours" test_rm_removes_one_key
 test_case "presign prints a URL that curl can fetch without credentials" test_presign_prints_a_url_curl_can_fetch
 test_case "--endpoint overrides AWS_ENDPOINT_URL" test_endpoint_flag_overrides_the_environment
 test_case "usage errors exit 2 and name what was wrong" test_usage_errors_exit_2_and_name_the_problem
+test_case "--retries N makes 1 + N attempts; the default is 4 retries" \
+  test_retries_flag_counts_the_attempts_after_the_first
 test_case "a missing key exits 1 naming bucket, key and NoSuchKey, and creates no file" \
   test_a_missing_key_exits_1_naming_bucket_and_key
 finish

@@ -7,7 +7,7 @@
 # multipart upload left open by the client, no destination file, no temp file.
 . "$(dirname "$0")/lib.sh"
 
-# A Lua transfer through ENDPOINT with 5 MiB parts, generous retries:
+# A Lua transfer through ENDPOINT with 5 MiB parts, generous retries (12 attempts):
 #   lua_transfer ENDPOINT up|down BUCKET KEY PATH
 lua_transfer() {
   sky_lua "$@" <<'EOF'
@@ -15,7 +15,7 @@ local sky = require "sky"
 local endpoint, dir, bucket, key, path = ...
 local st <close> = sky.storage.s3 { endpoint = endpoint, region = "us-east-1", path_style = true,
   access_key = "S3RVER", secret_key = "S3RVER", part_size = 5 * 1024 * 1024, parallel = 4,
-  retries = 12 }
+  retries = 11 }
 if dir == "up" then st:upload(bucket, path, { key = key }) else st:download(bucket, key, path) end
 EOF
 }
@@ -72,7 +72,7 @@ test_cut_connections_on_20_percent_of_requests_do_not_corrupt_transfers() {
 test_cli_copes_with_faults_at_its_default_retries() {
   local b; b=$(fresh_bucket fault-cli)
   random_file "$WORK/src.bin" $((17 * MiB))
-  # 10% errors: the default 5 attempts leave a 1e-5 chance per request to fail.
+  # 10% errors: the default 4 retries (5 attempts) leave a 1e-5 chance per request to fail.
   start_proxy --error-rate 10 --seed 5
   AWS_ENDPOINT_URL=$PROXY_ENDPOINT "$SKYRUN" s3 cp "$WORK/src.bin" "s3://$b/cli.bin"
   AWS_ENDPOINT_URL=$PROXY_ENDPOINT "$SKYRUN" s3 cp "s3://$b/cli.bin" "$WORK/cli.back"

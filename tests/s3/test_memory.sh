@@ -7,8 +7,7 @@
 
 if [ "${SKYRUN_SANITIZE:-0}" = 1 ]; then
   # ASan's quarantine and shadow memory make RSS meaningless here.
-  echo "skipped: peak RSS is not measured under AddressSanitizer (SKYRUN_SANITIZE=1)"
-  exit 0
+  skip_all "peak RSS is not measured under AddressSanitizer (SKYRUN_SANITIZE=1)"
 fi
 [ -x /usr/bin/time ] || { echo "FAIL - GNU time (/usr/bin/time, Debian package 'time') is needed"; exit 1; }
 

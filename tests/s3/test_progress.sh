@@ -18,29 +18,27 @@ test_no_progress_bar_when_stderr_is_not_a_terminal() {
   awss3 s3api head-object --bucket "$b" --key piped.bin >/dev/null
 }
 
-test_progress_bar_on_a_terminal() {
+# A slowed 6 MiB upload with skyrun's stderr on a terminal, recorded in
+# $WORK/typescript: upload_on_a_terminal [SKYRUN OPTIONS...]
+upload_on_a_terminal() {
   local b; b=$(fresh_bucket prog-tty)
-  if ! command -v script >/dev/null; then
-    echo "    skipped: script(1) is not installed, no way to give skyrun a terminal here"
-    return 0
-  fi
+  command -v script >/dev/null || skip "script(1) is not installed, no way to give skyrun a terminal here"
   random_file "$WORK/f.bin" $((6 * MiB))
   start_proxy --delay-ms 20
   # script(1) runs the command on a new pseudo-terminal and records it.
-  script -q -e -c "AWS_ENDPOINT_URL=$PROXY_ENDPOINT '$SKYRUN' s3 cp '$WORK/f.bin' 's3://$b/tty.bin'" \
+  script -q -e -c "AWS_ENDPOINT_URL=$PROXY_ENDPOINT '$SKYRUN' $* s3 cp '$WORK/f.bin' 's3://$b/tty.bin'" \
     "$WORK/typescript" </dev/null >/dev/null
+}
+
+test_progress_bar_on_a_terminal() {
+  upload_on_a_terminal
   # The terminal ends every line with "\r\n"; a bar redraws with a "\r" inside a line.
   grep -q $'\r.' "$WORK/typescript" || fail "no progress bar drawn on a terminal: $(cat -v "$WORK/typescript")"
   grep -q '%' "$WORK/typescript" || fail "the bar shows no percentage: $(cat -v "$WORK/typescript")"
 }
 
 test_no_progress_flag_silences_the_bar_on_a_terminal() {
-  local b; b=$(fresh_bucket prog-off)
-  command -v script >/dev/null || { echo "    skipped: script(1) is not installed"; return 0; }
-  random_file "$WORK/f.bin" $((6 * MiB))
-  start_proxy --delay-ms 20
-  script -q -e -c "AWS_ENDPOINT_URL=$PROXY_ENDPOINT '$SKYRUN' --no-progress s3 cp '$WORK/f.bin' 's3://$b/off.bin'" \
-    "$WORK/typescript" </dev/null >/dev/null
+  upload_on_a_terminal --no-progress
   if grep -q $'\r.' "$WORK/typescript"; then
     fail "a bar was drawn despite --no-progress: $(cat -v "$WORK/typescript")"
   fi

@@ -219,8 +219,22 @@ end)
 
 t.test("an unreachable endpoint raises an error naming the endpoint, bucket and key", function()
   -- Port 1 on loopback: nothing listens there, connections are refused at once.
-  local dead = h.storage({ endpoint = "http://127.0.0.1:1", retries = 1 })
+  local dead = h.storage({ endpoint = "http://127.0.0.1:1", retries = 0 })
   t.raises(function() dead:get("some-bucket", "some/key") end, "127.0.0.1:1", "some-bucket", "some/key")
+end)
+
+t.test("retries counts the attempts after the first: 0 is one attempt, the default is 4", function()
+  -- Refused connections are retried; the message says how many attempts were made.
+  local function attempts(opts)
+    local dead = h.storage(opts)
+    local msg = t.raises(function() dead:get("some-bucket", "k") end, "127.0.0.1:1")
+    dead:close()
+    return tonumber(msg:match("after (%d+) attempts")) or 1
+  end
+  t.eq(attempts({ endpoint = "http://127.0.0.1:1", retries = 0 }), 1, "attempts with retries = 0")
+  t.eq(attempts({ endpoint = "http://127.0.0.1:1", retries = 2 }), 3, "attempts with retries = 2")
+  t.eq(attempts({ endpoint = "http://127.0.0.1:1" }), 5, "attempts by default")
+  t.raises(function() h.storage({ retries = -1 }) end, "retries", "0 to 20")
 end)
 
 t.test("upload of a missing local file raises naming the path and creates no object", function()

@@ -5,7 +5,7 @@
 # (ca_bundle); with ca_bundle naming that certificate the connection is made.
 . "$(dirname "$0")/lib.sh"
 
-command -v openssl >/dev/null || { echo "ok   - (skipped: no openssl)"; exit 0; }
+command -v openssl >/dev/null || skip_all "openssl(1) is not installed: no certificate, no TLS server"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/tls.key" -out "$WORK/tls.crt" -days 1 \
   -subj /CN=127.0.0.1 -addext "subjectAltName=IP:127.0.0.1" >/dev/null 2>&1
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -20,7 +20,7 @@ tls_get() {
 local sky = require "sky"
 local endpoint, ca = ...
 local st <close> = sky.storage.s3 { endpoint = endpoint, region = "us-east-1", path_style = true,
-  access_key = "S3RVER", secret_key = "S3RVER", ca_bundle = ca, retries = 1 }
+  access_key = "S3RVER", secret_key = "S3RVER", ca_bundle = ca, retries = 0 }
 st:get("tls-bucket", "some/key")
 EOF2
 }

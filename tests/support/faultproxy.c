@@ -14,7 +14,8 @@
  *
  * Usage: faultproxy --upstream HOST:PORT [--error-rate PCT] [--status 500,503]
  *          [--cut-request-rate PCT] [--cut-response-rate PCT] [--match TEXT]
- *          [--cut-in head|body] [--delay-ms N] [--seed N] [--log FILE]
+ *          [--cut-in head|body] [--cut-at half|random] [--cut-with close|reset]
+ *          [--tls-cert PEM --tls-key PEM] [--delay-ms N] [--seed N] [--log FILE]
  *          [--max-seconds N] [--idle-timeout S]
  * It listens on 127.0.0.1 on a kernel-chosen port and prints that port on
  * stdout, one line. --match limits faults to requests whose request line
@@ -22,7 +23,26 @@
  * cut half way through its body (--cut-in body, the default) or through its
  * head (--cut-in head: the server never sees a whole request, which matters
  * for servers that keep the truncated body of an aborted PUT, as s3rver
- * does). --log writes one line per request: "SEQ METHOD TARGET FATE".
+ * does). --log writes one line per request: "SEQ METHOD TARGET FATE"
+ * (with --cut-at random, cuts add a fifth field "at=P%").
+ *
+ * Where and how a connection is cut:
+ *  --cut-at half     (the default) half way through the body;
+ *  --cut-at random   at a seeded-random point of the body, [0, 100%), so
+ *                    repeated cuts land everywhere in a request or response;
+ *  --cut-with close  (the default) close() both sockets: a FIN (the kernel
+ *                    turns it into an RST if unread data is left);
+ *  --cut-with reset  SO_LINGER 0 before close(): always an RST, the way a
+ *                    crashing server or a load balancer drops a connection.
+ *
+ * HTTPS (--tls-cert/--tls-key): the proxy terminates TLS on the client side
+ * with OpenSSL and talks plain HTTP to the upstream, so every fault above
+ * also happens inside a TLS stream — a cut is the TCP connection under the
+ * TLS session ending without close_notify (FIN or RST as chosen), exactly
+ * what a TLS server that dies or resets looks like to a client. This keeps
+ * one process, the same HTTP-aware fault placement (a cut lands inside the
+ * chosen request's body, not at a random byte of a keep-alive stream), and
+ * the suite's one plain s3rver, with no TLS front (stunnel, socat) to install.
  *
  * Bounded by construction: every socket has a send/receive timeout, the
  * process ends after --max-seconds (SIGALRM), on SIGTERM, and when its
@@ -32,6 +52,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -63,6 +85,9 @@ static struct {
     int nstatuses;
     const char *match;
     int cut_in_head;
+    int cut_random;             /* --cut-at random */
+    int cut_reset;              /* --cut-with reset */
+    const char *tls_cert, *tls_key;
     int delay_ms;
     uint64_t seed;
     int max_seconds;
@@ -76,11 +101,14 @@ static uint64_t rng_state;
 static unsigned long request_seq;
 static FILE *log_file;
 static int open_connections;
+static SSL_CTX *tls_ctx;        /* --tls-cert: the client side speaks TLS */
 
 /* A socket with a read buffer in front of it: heads are read in blocks and
  * whatever body bytes came along are served from the buffer first. */
 typedef struct reader {
     int fd;
+    SSL *ssl;                   /* the TLS session on fd (client side, --tls-cert), or NULL */
+    int cut;                    /* a fault cut this connection: no close_notify, maybe an RST */
     char buf[IO_CHUNK];
     size_t start, end;
 } reader;
@@ -97,6 +125,7 @@ typedef struct message {
     int chunked;
     int expect_continue;
     int connection_close;
+    unsigned cut_permille;      /* --cut-at random: where in the body a cut lands */
 } message;
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -142,6 +171,23 @@ static int write_all(int fd, const void *data, size_t n)
     return 0;
 }
 
+/* Writes everything to a connection: through its TLS session if it has one. */
+static int conn_write(reader *c, const void *data, size_t n)
+{
+    if (!c->ssl)
+        return write_all(c->fd, data, n);
+    const char *p = data;
+    while (n > 0) {
+        int chunk = n > (size_t)IO_CHUNK ? IO_CHUNK : (int)n;
+        int w = SSL_write(c->ssl, p, chunk);   /* blocking, no partial writes: all or error */
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
 /* Reads more bytes into the buffer; returns bytes read, 0 at EOF, -1 on
  * error or timeout. */
 static ssize_t reader_fill(reader *r)
@@ -152,6 +198,14 @@ static ssize_t reader_fill(reader *r)
         memmove(r->buf, r->buf + r->start, r->end - r->start);
         r->end -= r->start;
         r->start = 0;
+    }
+    if (r->ssl) {
+        int n = SSL_read(r->ssl, r->buf + r->end, (int)(sizeof r->buf - r->end));
+        if (n > 0) {
+            r->end += (size_t)n;
+            return n;
+        }
+        return SSL_get_error(r->ssl, n) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
     }
     for (;;) {
         ssize_t n = recv(r->fd, r->buf + r->end, sizeof r->buf - r->end, 0);
@@ -272,16 +326,16 @@ static void strip_expect(message *m)
     }
 }
 
-/* Copies exactly n body bytes from src to dst (dst < 0: discard them).
+/* Copies exactly n body bytes from src to dst (dst NULL: discard them).
  * Slowed by --delay-ms per block when asked. */
-static int forward_bytes(reader *src, int dst, uint64_t n)
+static int forward_bytes(reader *src, reader *dst, uint64_t n)
 {
     while (n > 0) {
         if (src->start == src->end && reader_fill(src) <= 0)
             return -1;
         size_t avail = src->end - src->start;
         size_t take = avail < n ? avail : (size_t)n;
-        if (dst >= 0 && write_all(dst, src->buf + src->start, take) != 0)
+        if (dst && conn_write(dst, src->buf + src->start, take) != 0)
             return -1;
         src->start += take;
         n -= take;
@@ -292,7 +346,7 @@ static int forward_bytes(reader *src, int dst, uint64_t n)
 }
 
 /* Reads one CRLF-terminated line (bounded) and forwards it. */
-static int forward_line(reader *src, int dst, char *line, size_t cap)
+static int forward_line(reader *src, reader *dst, char *line, size_t cap)
 {
     size_t len = 0;
     for (;;) {
@@ -302,7 +356,7 @@ static int forward_line(reader *src, int dst, char *line, size_t cap)
             line[len++] = src->buf[src->start++];
             if (len >= 2 && line[len - 2] == '\r' && line[len - 1] == '\n') {
                 line[len] = '\0';
-                return dst >= 0 ? write_all(dst, line, len) : 0;
+                return dst ? conn_write(dst, line, len) : 0;
             }
         }
         if (reader_fill(src) <= 0)
@@ -311,7 +365,7 @@ static int forward_line(reader *src, int dst, char *line, size_t cap)
 }
 
 /* Forwards a chunked body: size lines, data, the last chunk and trailers. */
-static int forward_chunked(reader *src, int dst)
+static int forward_chunked(reader *src, reader *dst)
 {
     char line[LINE_MAX_LEN];
     for (;;) {
@@ -333,11 +387,11 @@ static int forward_chunked(reader *src, int dst)
     return 0;
 }
 
-static int forward_until_eof(reader *src, int dst)
+static int forward_until_eof(reader *src, reader *dst)
 {
     for (;;) {
         if (src->start < src->end) {
-            if (write_all(dst, src->buf + src->start, src->end - src->start) != 0)
+            if (conn_write(dst, src->buf + src->start, src->end - src->start) != 0)
                 return -1;
             src->start = src->end;
         }
@@ -350,7 +404,7 @@ static int forward_until_eof(reader *src, int dst)
 }
 
 /* Forwards (or discards) the body of a request. */
-static int forward_request_body(reader *src, int dst, const message *req)
+static int forward_request_body(reader *src, reader *dst, const message *req)
 {
     if (req->chunked)
         return forward_chunked(src, dst);
@@ -396,9 +450,10 @@ static int upstream_ready(reader *up)
     return 0;
 }
 
-static enum fate choose_fate(const message *req, unsigned long *seq)
+static enum fate choose_fate(message *req, unsigned long *seq)
 {
     enum fate f = FATE_PASS;
+    char at[32] = "";
     pthread_mutex_lock(&shared_lock);
     *seq = ++request_seq;
     char line[600];
@@ -412,8 +467,13 @@ static enum fate choose_fate(const message *req, unsigned long *seq)
         else if (roll < opt.error_rate + opt.cut_request_rate + opt.cut_response_rate)
             f = FATE_CUT_RESPONSE;
     }
+    req->cut_permille = 500;
+    if (opt.cut_random && (f == FATE_CUT_REQUEST || f == FATE_CUT_RESPONSE)) {
+        req->cut_permille = (unsigned)(rng_next_locked() % 1000);
+        snprintf(at, sizeof at, " at=%u.%u%%", req->cut_permille / 10, req->cut_permille % 10);
+    }
     if (log_file) {
-        fprintf(log_file, "%lu %s %s %s\n", *seq, req->method, req->target, fate_names[f]);
+        fprintf(log_file, "%lu %s %s %s%s\n", *seq, req->method, req->target, fate_names[f], at);
         fflush(log_file);
     }
     pthread_mutex_unlock(&shared_lock);
@@ -425,8 +485,24 @@ static int pick_status(unsigned long seq)
     return opt.statuses[seq % (unsigned long)opt.nstatuses];
 }
 
+/* How many of a body's n bytes go through before a cut (--cut-at). */
+static uint64_t cut_point(const message *req, uint64_t n)
+{
+    return n / 1000 * req->cut_permille + n % 1000 * req->cut_permille / 1000;
+}
+
+/* Marks a connection as cut; with --cut-with reset, its close() sends an RST. */
+static void mark_cut(reader *c)
+{
+    c->cut = 1;
+    if (opt.cut_reset && c->fd >= 0) {
+        struct linger l = { 1, 0 };
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+}
+
 /* Answers an S3-style error document, as a real S3 endpoint would. */
-static int send_error_response(int fd, const message *req, int status, unsigned long seq, int close_after)
+static int send_error_response(reader *c, const message *req, int status, unsigned long seq, int close_after)
 {
     const char *code = "InternalError", *reason = "Internal Server Error";
     const char *text = "We encountered an internal error. Please try again.";
@@ -449,16 +525,19 @@ static int send_error_response(int fd, const message *req, int status, unsigned 
                         "HTTP/1.1 %d %s\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n"
                         "x-amz-request-id: faultproxy-%lu\r\nConnection: %s\r\n\r\n",
                         status, reason, is_head ? 0 : blen, seq, close_after ? "close" : "keep-alive");
-    if (write_all(fd, head, (size_t)hlen) != 0)
+    if (conn_write(c, head, (size_t)hlen) != 0)
         return -1;
-    return is_head ? 0 : write_all(fd, body, (size_t)blen);
+    return is_head ? 0 : conn_write(c, body, (size_t)blen);
 }
 
-/* Sends half of the request upstream, then the caller drops both sides. */
+/* Sends part of the request upstream (half, or --cut-at random), then the
+ * caller drops both sides. */
 static void cut_request(reader *client, reader *up, message *req)
 {
+    mark_cut(client);
     if (upstream_ready(up) != 0)
         return;
+    mark_cut(up);
     uint64_t body = req->has_length ? req->content_length : 0;
     if (body == 0 || opt.cut_in_head) {
         write_all(up->fd, req->head, req->head_len / 2);
@@ -467,11 +546,12 @@ static void cut_request(reader *client, reader *up, message *req)
     if (write_all(up->fd, req->head, req->head_len) != 0)
         return;
     if (req->expect_continue)
-        write_all(client->fd, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    forward_bytes(client, up->fd, body / 2);
+        conn_write(client, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    forward_bytes(client, up, cut_point(req, body));
 }
 
-/* Forwards the response to one request; with `cut`, only half of it.
+/* Forwards the response to one request; with `cut`, only part of it (half,
+ * or --cut-at random).
  * Returns 0 if the client connection can carry another request. */
 static int relay_response(reader *client, reader *up, const message *req, int cut)
 {
@@ -485,25 +565,27 @@ static int relay_response(reader *client, reader *up, const message *req, int cu
     } while (resp->status >= 100 && resp->status < 200);
     int body = response_has_body(req, resp);
     if (cut) {
+        mark_cut(client);
+        mark_cut(up);
         if (!body || (resp->has_length && resp->content_length == 0)) {
-            write_all(client->fd, resp->head, resp->head_len / 2);
-        } else if (write_all(client->fd, resp->head, resp->head_len) == 0) {
-            uint64_t half = resp->has_length ? resp->content_length / 2 : 1;
-            forward_bytes(up, client->fd, half);
+            conn_write(client, resp->head, resp->head_len / 2);
+        } else if (conn_write(client, resp->head, resp->head_len) == 0) {
+            uint64_t part = resp->has_length ? cut_point(req, resp->content_length) : 1;
+            forward_bytes(up, client, part);
         }
         goto done;
     }
-    if (write_all(client->fd, resp->head, resp->head_len) != 0)
+    if (conn_write(client, resp->head, resp->head_len) != 0)
         goto done;
     if (body) {
         if (resp->chunked) {
-            if (forward_chunked(up, client->fd) != 0)
+            if (forward_chunked(up, client) != 0)
                 goto done;
         } else if (resp->has_length) {
-            if (forward_bytes(up, client->fd, resp->content_length) != 0)
+            if (forward_bytes(up, client, resp->content_length) != 0)
                 goto done;
         } else {
-            forward_until_eof(up, client->fd);   /* delimited by close: so is the client's */
+            forward_until_eof(up, client);   /* delimited by close: so is the client's */
             goto done;
         }
     }
@@ -522,9 +604,9 @@ static int handle_request(reader *client, reader *up, message *req)
     switch (f) {
     case FATE_ERROR:
         if (req->expect_continue) /* the body never comes: answer and close */
-            return send_error_response(client->fd, req, pick_status(seq), seq, 1), -1;
-        if (forward_request_body(client, -1, req) != 0 ||
-            send_error_response(client->fd, req, pick_status(seq), seq, req->connection_close) != 0)
+            return send_error_response(client, req, pick_status(seq), seq, 1), -1;
+        if (forward_request_body(client, NULL, req) != 0 ||
+            send_error_response(client, req, pick_status(seq), seq, req->connection_close) != 0)
             return -1;
         return req->connection_close ? -1 : 0;
     case FATE_CUT_REQUEST:
@@ -539,9 +621,9 @@ static int handle_request(reader *client, reader *up, message *req)
     strip_expect(req);
     if (write_all(up->fd, req->head, req->head_len) != 0)
         return -1;
-    if (req->expect_continue && write_all(client->fd, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0)
+    if (req->expect_continue && conn_write(client, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0)
         return -1;
-    if (forward_request_body(client, up->fd, req) != 0)
+    if (forward_request_body(client, up, req) != 0)
         return -1;
     return relay_response(client, up, req, f == FATE_CUT_RESPONSE);
 }
@@ -551,12 +633,26 @@ static void *serve_connection(void *arg)
     reader *client = malloc(sizeof *client), *up = malloc(sizeof *up);
     message *req = malloc(sizeof *req);
     int client_fd = (int)(intptr_t)arg;
-    if (!client || !up || !req)
-        goto done;
+    if (!client || !up || !req) {
+        free(client);
+        free(up);
+        free(req);
+        close(client_fd);
+        goto count;
+    }
     client->fd = client_fd;
+    client->ssl = NULL;
+    client->cut = 0;
     client->start = client->end = 0;
     up->fd = -1;
+    up->ssl = NULL;
+    up->cut = 0;
     up->start = up->end = 0;
+    if (tls_ctx) {
+        if (!(client->ssl = SSL_new(tls_ctx)) || SSL_set_fd(client->ssl, client_fd) != 1 ||
+            SSL_accept(client->ssl) != 1)
+            goto done;
+    }
     for (;;) {
         if (read_head(client, req) != 1 || parse_request(req) != 0)
             break;
@@ -564,12 +660,20 @@ static void *serve_connection(void *arg)
             break;
     }
 done:
-    if (up && up->fd >= 0)
+    if (up->fd >= 0)
         close(up->fd);
+    if (client->ssl) {
+        /* A cut connection just ends (no close_notify); a finished one says goodbye. */
+        if (!client->cut && SSL_is_init_finished(client->ssl))
+            SSL_shutdown(client->ssl);
+        SSL_free(client->ssl);
+    }
+    ERR_clear_error();
     close(client_fd);
     free(client);
     free(up);
     free(req);
+count:
     pthread_mutex_lock(&shared_lock);
     open_connections--;
     pthread_mutex_unlock(&shared_lock);
@@ -643,6 +747,18 @@ static void parse_args(int argc, char **argv)
             if (strcmp(v, "head") != 0 && strcmp(v, "body") != 0)
                 die("--cut-in: expected head or body, got '%s'", v);
             opt.cut_in_head = strcmp(v, "head") == 0;
+        } else if (!strcmp(a, "--cut-at")) {
+            if (strcmp(v, "half") != 0 && strcmp(v, "random") != 0)
+                die("--cut-at: expected half or random, got '%s'", v);
+            opt.cut_random = strcmp(v, "random") == 0;
+        } else if (!strcmp(a, "--cut-with")) {
+            if (strcmp(v, "close") != 0 && strcmp(v, "reset") != 0)
+                die("--cut-with: expected close or reset, got '%s'", v);
+            opt.cut_reset = strcmp(v, "reset") == 0;
+        } else if (!strcmp(a, "--tls-cert")) {
+            opt.tls_cert = v;
+        } else if (!strcmp(a, "--tls-key")) {
+            opt.tls_key = v;
         } else if (!strcmp(a, "--delay-ms")) {
             opt.delay_ms = parse_int(v, 0, 10000, a);
         } else if (!strcmp(a, "--seed")) {
@@ -661,10 +777,29 @@ static void parse_args(int argc, char **argv)
         die("--upstream HOST:PORT is required");
     if (opt.error_rate + opt.cut_request_rate + opt.cut_response_rate > 100)
         die("the rates add up to more than 100%%");
+    if (!opt.tls_cert != !opt.tls_key)
+        die("--tls-cert and --tls-key go together");
     if (log_path && !(log_file = fopen(log_path, "a")))
         die("--log: cannot open '%s'", log_path);
     /* xorshift must not start at 0; the seed is mixed so 1 and 2 differ early. */
     rng_state = (opt.seed + 1) * 0x9E3779B97F4A7C15ULL;
+}
+
+/* The server side of TLS, from a PEM certificate and key (--tls-cert/--tls-key). */
+static void tls_setup(void)
+{
+    if (!opt.tls_cert)
+        return;
+    tls_ctx = SSL_CTX_new(TLS_server_method());
+    if (!tls_ctx)
+        die("cannot create a TLS context");
+    /* A client that drops the connection is an EOF here, not a TLS error. */
+    SSL_CTX_set_options(tls_ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    if (SSL_CTX_use_certificate_chain_file(tls_ctx, opt.tls_cert) != 1)
+        die("--tls-cert: cannot use '%s'", opt.tls_cert);
+    if (SSL_CTX_use_PrivateKey_file(tls_ctx, opt.tls_key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(tls_ctx) != 1)
+        die("--tls-key: cannot use '%s' with the certificate", opt.tls_key);
 }
 
 static int listen_on_loopback(void)
@@ -692,6 +827,7 @@ int main(int argc, char **argv)
     if (getppid() != parent)
         return 0;                 /* the parent died before the line above */
     alarm((unsigned)opt.max_seconds);
+    tls_setup();
     int lfd = listen_on_loopback();
     for (;;) {
         int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);

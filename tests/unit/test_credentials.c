@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "s3/credentials.h"
+#include "s3/presets.h"
 #include "util/log.h"
 
 static const char *const CLEARED[] = {
@@ -465,6 +466,36 @@ static void test_free_wipes_and_empties_the_settings(void **state)
     s3_settings_free(&s->out);   /* twice is harmless */
 }
 
+static void test_a_copy_is_deep_and_outlives_the_original(void **state)
+{
+    sandbox *s = *state;
+    s3_settings copy;
+
+    use_environment_keys();
+    resolve_ok(s, NULL, NULL, NULL);
+    s3_settings_copy(&copy, &s->out);
+    assert_ptr_not_equal(copy.secret_key, s->out.secret_key);
+    s3_settings_free(&s->out);
+    assert_string_equal(copy.secret_key, "secret-from-environment");
+    assert_string_equal(copy.region, "us-east-1");
+    assert_string_equal(copy.credential_source, "environment");
+    assert_null(copy.ca_bundle);
+    s3_settings_free(&copy);
+}
+
+static void test_preset_names_come_from_the_one_table(void **state)
+{
+    char names[128];
+    s3_preset_names("|", names, sizeof names);
+    assert_string_equal(names, "aws|r2|gcs|wasabi|backblaze|minio|hyperstack");
+    for (size_t i = 0; s3_preset_at(i); i++)
+        assert_ptr_equal(s3_preset_find(s3_preset_at(i)->name), s3_preset_at(i));
+    assert_ptr_equal(s3_preset_find("MinIO"), s3_preset_find("minio"));
+    assert_null(s3_preset_find("dropbox"));
+    s3_preset_names(", ", names, 8);   /* truncated, still terminated */
+    assert_string_equal(names, "aws, r2");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -488,6 +519,8 @@ int main(void)
         T(test_presets_that_need_more_say_what),
         T(test_resolved_secrets_are_registered_for_redaction),
         T(test_free_wipes_and_empties_the_settings),
+        T(test_a_copy_is_deep_and_outlives_the_original),
+        T(test_preset_names_come_from_the_one_table),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -82,16 +82,6 @@ static void virtual_hosted_style_puts_the_bucket_in_the_host(void **state)
     sky_buf_free(&host), sky_buf_free(&path);
 }
 
-static void bucket_names_follow_the_s3_rules(void **state)
-{
-    assert_true(s3_bucket_name_valid("datasets"));
-    assert_true(s3_bucket_name_valid("my.bucket-01"));
-    assert_false(s3_bucket_name_valid("ab"));
-    assert_false(s3_bucket_name_valid("Upper"));
-    assert_false(s3_bucket_name_valid("-leading"));
-    assert_false(s3_bucket_name_valid("has_underscore"));
-}
-
 static void part_size_grows_so_no_upload_exceeds_ten_thousand_parts(void **state)
 {
     const uint64_t mib = 1 << 20;
@@ -140,7 +130,6 @@ int main(void)
         cmocka_unit_test(endpoints_parse_scheme_host_port_and_base_path),
         cmocka_unit_test(path_style_puts_the_bucket_in_the_path_and_encodes_the_key),
         cmocka_unit_test(virtual_hosted_style_puts_the_bucket_in_the_host),
-        cmocka_unit_test(bucket_names_follow_the_s3_rules),
         cmocka_unit_test(part_size_grows_so_no_upload_exceeds_ten_thousand_parts),
         cmocka_unit_test(part_count_rounds_up_and_empty_files_are_one_part),
         cmocka_unit_test(multipart_etag_is_the_md5_of_the_part_md5s_with_the_count),
