@@ -316,7 +316,7 @@ function sky.compute(opts)
     error("sky.compute: provider must come from sky.providers (e.g. sky.providers.localhost{…})", 2)
   end
   local spec = {
-    provider = provider.type,
+    provider = provider,
     nodes = opts.nodes or provider.nodes or 1,
     workers = opts.workers or provider.workers or 1,
     retries = opts.retries,

@@ -122,35 +122,56 @@ static double opt_num_field(lua_State *L, int t, const char *k, double dflt)
     return v;
 }
 
-/* core.pool_new{ provider=, nodes=, workers=, retries=, timeout=, worker=, quiet= } */
+/* The provider a pool's spec names: spec.provider is the table
+ * sky.providers.NAME{…} made. */
+static sky_provider *provider_from_spec(lua_State *L, int spec, char *err, size_t errlen)
+{
+    if (lua_getfield(L, spec, "provider") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return sky_provider_localhost_new(NULL, err, errlen);
+    }
+    int t = lua_gettop(L);
+    lua_getfield(L, t, "type");
+    const char *type = lua_tostring(L, -1);
+    sky_provider *pr = NULL;
+    if (type && strcmp(type, "localhost") == 0) {
+        sky_localhost_options lo = { 0 };
+        lua_getfield(L, t, "user_namespace");
+        lo.user_namespace = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        pr = sky_provider_localhost_new(&lo, err, errlen);
+    } else {
+        snprintf(err, errlen, "unknown provider '%s' (known: localhost)", type ? type : "?");
+    }
+    lua_settop(L, t - 1);
+    return pr;
+}
+
+/* core.pool_new{ provider = {type=…}, nodes=, workers=, retries=, timeout=, worker=, quiet= }:
+ * defaults and limits are the compute layer's (sky_pool_options_init, sky_pool_new). */
 static int pool_new(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     sky_pool_options o;
-    memset(&o, 0, sizeof o);
-    lua_getfield(L, 1, "provider");
-    o.provider = luaL_optstring(L, -1, "localhost");
+    sky_pool_options_init(&o);
     lua_getfield(L, 1, "worker");
     o.worker_path = luaL_optstring(L, -1, NULL);
-    o.nodes = opt_int_field(L, 1, "nodes", 1);
-    o.workers = opt_int_field(L, 1, "workers", 1);
-    o.retries = opt_int_field(L, 1, "retries", 3);
-    o.timeout = opt_num_field(L, 1, "timeout", 0);
-    if (o.timeout < 0)
-        return luaL_error(L, "sky.compute: timeout must be 0 (none) or a positive number of seconds");
+    o.nodes = opt_int_field(L, 1, "nodes", o.nodes);
+    o.workers = opt_int_field(L, 1, "workers", o.workers);
+    o.retries = opt_int_field(L, 1, "retries", o.retries);
+    o.timeout = opt_num_field(L, 1, "timeout", o.timeout);
     lua_getfield(L, 1, "quiet");
     o.quiet = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    if (o.nodes < 1 || o.nodes > 1024)
-        return luaL_error(L, "sky.compute: nodes must be between 1 and 1024 (got %d)", o.nodes);
-    if (o.workers < 1 || o.workers > 1024)
-        return luaL_error(L, "sky.compute: workers must be between 1 and 1024 (got %d)", o.workers);
 
     wire_codec *codec = state_codec(L);
     pool_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
     *u = (pool_ud){ 0 };
     luaL_setmetatable(L, POOL_TYPE);
     char err[600];
+    o.provider = provider_from_spec(L, 1, err, sizeof err);
+    if (!o.provider)
+        return luaL_error(L, "sky.compute: %s", err);
     u->pool = sky_pool_new(&o, codec, L, err, sizeof err);
     if (!u->pool)
         return luaL_error(L, "sky.compute: %s", err);

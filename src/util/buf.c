@@ -16,20 +16,27 @@ void sky_buf_free(sky_buf *b)
 
 void sky_buf_reset(sky_buf *b) { b->len = 0; }
 
-void sky_buf_reserve(sky_buf *b, size_t extra)
+int sky_buf_try_reserve(sky_buf *b, size_t extra)
 {
     if (extra <= b->cap - b->len)
-        return;
+        return 0;
     if (extra > SIZE_MAX / 2 - b->len)
-        abort();
+        return -1;
     size_t need = b->len + extra, cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap *= 2;
     uint8_t *p = realloc(b->data, cap);
     if (!p)
-        abort();
+        return -1;
     b->data = p;
     b->cap = cap;
+    return 0;
+}
+
+void sky_buf_reserve(sky_buf *b, size_t extra)
+{
+    if (sky_buf_try_reserve(b, extra) != 0)
+        sky_oom("buffer");
 }
 
 void sky_buf_append(sky_buf *b, const void *p, size_t n)

@@ -3,15 +3,18 @@
  * (frames, encoded values, HTTP bodies, log lines). Depends on libc only, so
  * the worker links it too.
  *
- * Allocation failure aborts: every caller would otherwise have to handle an
- * out-of-memory path it cannot test, and a host that cannot allocate a few
- * bytes cannot do anything useful anyway.
+ * Growing a buffer is bookkeeping: allocation failure aborts through
+ * sky_oom() (util/alloc.h, the host's one out-of-memory policy). A buffer
+ * whose size a user chooses (an object read into memory) grows with
+ * sky_buf_try_reserve instead, and its caller reports the failure.
  */
 #ifndef SKY_UTIL_BUF_H
 #define SKY_UTIL_BUF_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "util/alloc.h"
 
 typedef struct sky_buf {
     uint8_t *data;   /* NULL while empty and never grown */
@@ -25,6 +28,9 @@ void sky_buf_init(sky_buf *b);
 void sky_buf_free(sky_buf *b);                 /* releases memory; b is empty after */
 void sky_buf_reset(sky_buf *b);                /* len = 0, keeps capacity */
 void sky_buf_reserve(sky_buf *b, size_t extra); /* room for `extra` more bytes */
+/* The same, for user-sized data: 0, or -1 (b unchanged) when the memory
+ * cannot be had. */
+int sky_buf_try_reserve(sky_buf *b, size_t extra);
 void sky_buf_append(sky_buf *b, const void *p, size_t n);
 void sky_buf_append_byte(sky_buf *b, uint8_t c);
 void sky_buf_append_str(sky_buf *b, const char *s);

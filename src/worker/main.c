@@ -3,6 +3,7 @@
  *
  *   skyrun-worker --version   prints its version, protocol and Lua version
  *   skyrun-worker             speaks frames on stdin/stdout (see wire.h)
+ *   skyrun-worker --keeper …  the node's keeper (keeper.c)
  *
  * It says HELLO with the node's facts, takes SETUP, then answers each CALL
  * with RESULT or ERROR, streaming what the call prints as OUTPUT. It exits
@@ -222,8 +223,10 @@ int main(int argc, char **argv)
         print_version();
         return 0;
     }
+    if (argc >= 2 && strcmp(argv[1], "--keeper") == 0)
+        return keeper_main(argc, argv);
     if (argc != 1) {
-        fprintf(stderr, "usage: skyrun-worker [--version]\n"
+        fprintf(stderr, "usage: skyrun-worker [--version | --keeper NODE_DIR]\n"
                         "  with no argument it speaks the skyrun protocol on stdin/stdout\n");
         return WORKER_EXIT_USAGE;
     }

@@ -7,6 +7,8 @@
  *   call.c       SETUP, DEFINE and CALL: run a function with timeout and
  *                traceback, answer RESULT or ERROR
  *   sky_module.c the worker-side `sky` module and the node's facts (HELLO)
+ *   keeper.c     `--keeper`: a node's own process (namespace, process
+ *                group, processes started for the host, cleanup)
  */
 #ifndef SKY_WORKER_H
 #define SKY_WORKER_H
@@ -65,5 +67,8 @@ struct worker {
 int worker_setup(struct worker *w, const uint8_t *body, size_t len, char *why, size_t why_len);
 int worker_define(struct worker *w, const uint8_t *body, size_t len, char *why, size_t why_len);
 int worker_call(struct worker *w, const uint8_t *body, size_t len, char *why, size_t why_len);
+
+/* keeper.c */
+int keeper_main(int argc, char **argv);
 
 #endif
