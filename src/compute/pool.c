@@ -136,6 +136,9 @@ sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_Stat
     p->next_id = 1;
     if (check_options(&p->opts, err, errlen) != 0 || resolve_worker(p, err, errlen) != 0)
         goto fail;
+    /* Image and volumes are checked before any node starts. */
+    if (!(p->setup = sky_node_setup_new(p->opts.image, p->opts.volumes, p->opts.nvolumes, err, errlen)))
+        goto fail;
     if (!p->provider && !(p->provider = sky_provider_localhost_new(NULL, err, errlen)))
         goto fail;
     /* Node keepers are this build's skyrun-worker even when the workers run
@@ -176,6 +179,9 @@ sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_Stat
             goto fail;
         p->hosts[n] = sky_xstrdup(node->host ? node->host : "");
     }
+    if (sky_node_setup_run(p->setup, p->provider, p->nodes, p->nnodes, p->opts.on_output,
+                           p->opts.output_ud, p->opts.quiet, err, errlen) != 0)
+        goto fail;
     p->creating = 1;
     for (int i = 0; i < p->nworkers; i++)
         if (pool_spawn(p, &p->workers[i], err, errlen) != 0)

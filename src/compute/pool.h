@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "compute/node_setup.h"
 #include "compute/provider.h"
 #include "util/buf.h"
 #include "wire/wire.h"
@@ -40,6 +41,9 @@ typedef struct sky_pool_options {
     double timeout;             /* default per-call timeout in seconds; 0 = none */
     double start_timeout;       /* seconds for every worker to say HELLO; default 30 */
     const char *worker_path;    /* NULL: find skyrun-worker (see sky_pool_find_worker) */
+    const sky_image *image;     /* set up on every node before workers start; may be NULL */
+    const sky_volume *volumes;  /* mounted (or copied) on every node; see node_setup.h */
+    size_t nvolumes;
     const char *name;           /* for messages; default "pool" */
     int quiet;                  /* do not forward worker output */
     /* Where worker output goes (default: stdout/stderr, "[node N] " before each line). */

@@ -80,6 +80,7 @@ struct sky_pool {
     sky_provider *provider;
     sky_node *nodes;
     int nnodes, per_node;
+    sky_node_setup *setup;      /* image and volumes (node_setup.h) */
     worker *workers;
     int nworkers;
     sky_call_table calls;

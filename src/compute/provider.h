@@ -3,18 +3,23 @@
  *
  * A provider answers a few questions: which nodes exist (start_node), how
  * to run a program on one (spawn: a process speaking on three byte
- * streams), how to end such a process and learn how it ended (end), what a
- * node must undo by itself if the host disappears (track), how to stop a
- * node and everything on it (stop_node), and how to release the provider
- * (free). The pool owns the protocol; node setup (images, volumes) is
- * written once against spawn and track; providers only move processes and
- * bytes. Nothing here is specific to one provider: a provider keeps what it
- * needs per node behind sky_node.data.
+ * streams), how to end such a process and learn how it ended (end), how to
+ * reach the node's keeper — the node's own process that makes folders,
+ * writes credentials, mounts, and undoes all of it by itself if the host
+ * disappears (request; src/worker/keeper.c) — how to stop a node and
+ * everything on it (stop_node), and how to release the provider (free).
+ * The pool owns the protocol; node setup (images, volumes) is written once
+ * against spawn and request; providers only move processes and bytes.
+ * Nothing here is specific to one provider: a provider keeps what it needs
+ * per node behind sky_node.data.
  */
 #ifndef SKY_COMPUTE_PROVIDER_H
 #define SKY_COMPUTE_PROVIDER_H
 
 #include <stddef.h>
+
+#include "util/buf.h"
+#include "wire/control.h"
 
 typedef struct sky_node {
     int index;
@@ -51,15 +56,6 @@ typedef struct sky_spawn {
     const char *cwd;          /* NULL: the node's workdir */
 } sky_spawn;
 
-/* What a node must undo by itself when the host is gone without tearing
- * the pool down (killed, os.exit): the provider's keeper on the node does
- * it, in the reverse order of tracking. */
-enum sky_track {
-    SKY_TRACK_MOUNT,      /* unmount path */
-    SKY_TRACK_FILE,       /* remove the file */
-    SKY_TRACK_DIR,        /* remove the folder if it is empty (a mount point we created) */
-};
-
 typedef struct sky_provider sky_provider;
 struct sky_provider {
     const char *name;
@@ -74,8 +70,12 @@ struct sky_provider {
      * 9 (Killed)"). Returns the exit status, 128 + signal, or -1 if unknown. */
     int (*end)(sky_provider *pr, sky_node *node, sky_proc *proc, double deadline,
                char *how, size_t howlen);
-    int (*track)(sky_provider *pr, sky_node *node, enum sky_track what, const char *path,
-                 char *err, size_t errlen);
+    /* Sends one request record (wire/control.h: track, mkdirs, write, bind,
+     * umount, remove, probe) to the node's keeper and waits for its answer:
+     * 0 with *answer (valid until the next call for this node) when it is
+     * "ok", -1 with err (naming the node) otherwise. */
+    int (*request)(sky_provider *pr, sky_node *node, const sky_buf *record,
+                   const control_record **answer, char *err, size_t errlen);
     void (*stop_node)(sky_provider *pr, sky_node *node);
     void (*free)(sky_provider *pr);
 };

@@ -54,11 +54,14 @@ void sky_pool_free(sky_pool *p)
     p->closing = 1;
     if (p->workers && p->provider)
         pool_stop_workers(p);
+    if (p->setup && p->nodes && p->provider)
+        sky_node_setup_teardown(p->setup, p->provider, p->nodes, p->nnodes);
     for (int n = 0; p->nodes && n < p->nnodes; n++)
         if (p->provider)
             p->provider->stop_node(p->provider, &p->nodes[n]);
     if (p->provider)
         p->provider->free(p->provider);
+    sky_node_setup_free(p->setup);
     for (int i = 0; p->workers && i < p->nworkers; i++) {
         worker *w = &p->workers[i];
         sky_buf_free(&w->in);

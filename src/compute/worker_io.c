@@ -154,7 +154,7 @@ int pool_spawn(sky_pool *p, worker *w, char *err, size_t errlen)
 {
     reset_worker_buffers(w);
     const char *argv[] = { p->worker_path, NULL };
-    sky_spawn spec = { .argv = argv };
+    sky_spawn spec = { .argv = argv, .env = sky_node_setup_env(p->setup) };
     char why[400];
     if (p->provider->spawn(p->provider, &p->nodes[w->node], &spec, &w->proc, why, sizeof why) != 0) {
         snprintf(err, errlen, "cannot start worker %d: %s", w->index, why);
@@ -277,6 +277,11 @@ static int handle_hello(sky_pool *p, worker *w, const wire_frame *f, char *err, 
     lua_setfield(T, -2, "node_name");
     lua_pushstring(T, p->nodes[w->node].workdir);
     lua_setfield(T, -2, "workdir");
+    const char *inc = sky_node_setup_include_dir(p->setup, w->node);
+    if (inc[0]) {
+        lua_pushfstring(T, "%s/?.lua;%s/?/init.lua", inc, inc);
+        lua_setfield(T, -2, "package_path");
+    }
     sky_buf_reset(&p->frame);
     int rc = wire_encode(p->codec, T, top + 1, 1, WIRE_ROOTS_VALUES, &p->frame, NULL, &we);
     lua_settop(T, top);

@@ -15,9 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "compute/pool.h"
 #include "lua/bindings.h"
+#include "lua/storage.h"
 #include "util/interrupt.h"
 #include "wire/wire.h"
 
@@ -124,21 +126,19 @@ static double opt_num_field(lua_State *L, int t, const char *k, double dflt)
 
 /* The provider a pool's spec names: spec.provider is the table
  * sky.providers.NAME{…} made. */
-static sky_provider *provider_from_spec(lua_State *L, int spec, char *err, size_t errlen)
+static sky_provider *provider_from_spec(lua_State *L, int spec, int has_volumes, char *err, size_t errlen)
 {
+    /* Volumes need a mount namespace per node: as non-root, a user namespace. */
+    sky_localhost_options lo = { .user_namespace = has_volumes && geteuid() != 0 };
     if (lua_getfield(L, spec, "provider") != LUA_TTABLE) {
         lua_pop(L, 1);
-        return sky_provider_localhost_new(NULL, err, errlen);
+        return sky_provider_localhost_new(&lo, err, errlen);
     }
     int t = lua_gettop(L);
     lua_getfield(L, t, "type");
     const char *type = lua_tostring(L, -1);
     sky_provider *pr = NULL;
     if (type && strcmp(type, "localhost") == 0) {
-        sky_localhost_options lo = { 0 };
-        lua_getfield(L, t, "user_namespace");
-        lo.user_namespace = lua_toboolean(L, -1);
-        lua_pop(L, 1);
         pr = sky_provider_localhost_new(&lo, err, errlen);
     } else {
         snprintf(err, errlen, "unknown provider '%s' (known: localhost)", type ? type : "?");
@@ -147,7 +147,76 @@ static sky_provider *provider_from_spec(lua_State *L, int spec, char *err, size_
     return pr;
 }
 
-/* core.pool_new{ provider = {type=…}, nodes=, workers=, retries=, timeout=, worker=, quiet= }:
+/* A NULL-terminated array of the strings in the list t[k] (pointing into
+ * Lua strings that the spec keeps alive while the pool is made). */
+static const char **string_list(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    size_t n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+    const char **v = lua_newuserdatauv(L, (n + 1) * sizeof *v, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, -2, (lua_Integer)i + 1);
+        v[i] = lua_tostring(L, -1);
+        if (!v[i])
+            luaL_error(L, "sky.compute: %s[%d] must be a string", k, (int)i + 1);
+        lua_pop(L, 1);   /* still referenced by the list */
+    }
+    v[n] = NULL;
+    lua_remove(L, -2);   /* the list; the array stays on the stack until pool_new returns */
+    return v;
+}
+
+/* spec.image (lua/sky.lua made it: lists of strings) into a sky_image. */
+static void image_from_spec(lua_State *L, int spec, sky_image *img)
+{
+    memset(img, 0, sizeof *img);
+    if (lua_getfield(L, spec, "image") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    int t = lua_gettop(L);
+    img->apt = string_list(L, t, "apt");
+    img->env = string_list(L, t, "env");
+    img->setup = string_list(L, t, "setup");
+    img->includes = string_list(L, t, "includes");
+    /* the table and the arrays stay on the stack */
+}
+
+/* spec.volumes into sky_volume records (storage: the sky.storage objects). */
+static sky_volume *volumes_from_spec(lua_State *L, int spec, size_t *n)
+{
+    *n = 0;
+    if (lua_getfield(L, spec, "volumes") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    int t = lua_gettop(L);
+    *n = lua_rawlen(L, t);
+    sky_volume *v = lua_newuserdatauv(L, (*n ? *n : 1) * sizeof *v, 0);
+    for (size_t i = 0; i < *n; i++) {
+        lua_rawgeti(L, t, (lua_Integer)i + 1);
+        int vt = lua_gettop(L);
+        memset(&v[i], 0, sizeof v[i]);
+        lua_getfield(L, vt, "bucket");
+        v[i].bucket = lua_tostring(L, -1);
+        lua_getfield(L, vt, "prefix");
+        v[i].prefix = lua_tostring(L, -1);
+        lua_getfield(L, vt, "mount");
+        v[i].mount = lua_tostring(L, -1);
+        lua_getfield(L, vt, "read_only");
+        v[i].read_only = lua_toboolean(L, -1);
+        lua_getfield(L, vt, "mode");
+        const char *mode = lua_tostring(L, -1);
+        v[i].mode = mode && strcmp(mode, "copy") == 0 ? SKY_VOLUME_COPY : SKY_VOLUME_MOUNT;
+        lua_getfield(L, vt, "storage");
+        v[i].storage = sky_lua_check_storage(L, -1);
+        lua_settop(L, vt - 1);   /* the strings stay referenced by the volume table */
+    }
+    return v;
+}
+
+/* core.pool_new{ provider = {type=…}, nodes=, workers=, retries=, timeout=, worker=, quiet=,
+ *                image = {…}, volumes = {…} }:
  * defaults and limits are the compute layer's (sky_pool_options_init, sky_pool_new). */
 static int pool_new(lua_State *L)
 {
@@ -163,13 +232,20 @@ static int pool_new(lua_State *L)
     lua_getfield(L, 1, "quiet");
     o.quiet = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    sky_image image;
+    image_from_spec(L, 1, &image);
+    o.image = &image;
+    o.volumes = volumes_from_spec(L, 1, &o.nvolumes);
 
     wire_codec *codec = state_codec(L);
     pool_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
     *u = (pool_ud){ 0 };
     luaL_setmetatable(L, POOL_TYPE);
-    char err[600];
-    o.provider = provider_from_spec(L, 1, err, sizeof err);
+    /* The spec keeps the volumes' storage objects alive as long as the pool. */
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    char err[1200];
+    o.provider = provider_from_spec(L, 1, o.nvolumes > 0, err, sizeof err);
     if (!o.provider)
         return luaL_error(L, "sky.compute: %s", err);
     u->pool = sky_pool_new(&o, codec, L, err, sizeof err);

@@ -10,6 +10,11 @@
  * host -> keeper:  spawn CWD ARGC ARG... ENVC ENV...   start a process
  *                  kill ID                             SIGKILL one it started
  *                  track KIND PATH / untrack KIND PATH what to undo if the host goes
+ *                  mkdirs PATH                         make a folder and its parents (tracked)
+ *                  write PATH DATA                     a 0600 file (tracked)
+ *                  bind SRC DST RO                     bind-mount SRC at DST (tracked)
+ *                  umount PATH / remove PATH           undo one tracked mount / file now
+ *                  probe                               who runs there, can it use FUSE
  *                  stop                                undo everything now and exit
  * keeper -> host:  ready OWN_MOUNTS PRIVILEGED         after start-up
  *                  ok ID (+ its stdin, stdout, stderr as SCM_RIGHTS)

@@ -20,6 +20,7 @@
  */
 #include "worker/worker.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -407,36 +408,192 @@ static int parse_kind(const control_record *r, size_t i, enum track_kind *kind)
     return 0;
 }
 
+static int track_path(enum track_kind kind, const char *path)
+{
+    if (K.ntracked == MAX_TRACKED)
+        return -1;
+    K.tracked[K.ntracked].kind = kind;
+    K.tracked[K.ntracked].path = strdup(path);
+    if (!K.tracked[K.ntracked].path)
+        abort();
+    K.ntracked++;
+    return 0;
+}
+
+static void untrack_path(enum track_kind kind, const char *path)
+{
+    for (int i = K.ntracked - 1; i >= 0; i--) {
+        if (K.tracked[i].kind == kind && strcmp(K.tracked[i].path, path) == 0) {
+            free(K.tracked[i].path);
+            memmove(&K.tracked[i], &K.tracked[i + 1], (size_t)(K.ntracked - i - 1) * sizeof K.tracked[0]);
+            K.ntracked--;
+            return;
+        }
+    }
+}
+
+static void reply_errno(const char *what, const char *path)
+{
+    char msg[600];
+    snprintf(msg, sizeof msg, "%s %s: %s", what, path, strerror(errno));
+    reply("err", msg, NULL, NULL);
+}
+
+static int dir_is_empty(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    struct dirent *e;
+    int empty = 1;
+    while (empty && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, ".."))
+            empty = 0;
+    closedir(d);
+    return empty;
+}
+
+/* mkdirs PATH -> ok CREATED EMPTY: the folder and its missing parents are
+ * made (each tracked, so the cleanup removes what this node created and
+ * nothing else); CREATED counts them, EMPTY says whether it is empty. */
+static void handle_mkdirs(const control_record *r)
+{
+    char *path = control_dup(r, 1);
+    if (r->n != 2 || !path || path[0] != '/') {
+        free(path);
+        reply("err", "malformed mkdirs request", NULL, NULL);
+        return;
+    }
+    int created = 0;
+    for (char *slash = path + 1;; slash++) {
+        int last = *slash == 0;
+        if (*slash != '/' && !last)
+            continue;
+        char keep = *slash;
+        *slash = 0;
+        struct stat st;
+        if (path[0] && stat(path, &st) != 0) {
+            if (track_path(T_DIR, path) != 0 || mkdir(path, 0755) != 0) {
+                reply_errno("cannot create the folder", path);
+                free(path);
+                return;
+            }
+            created++;
+        } else if (path[0] && !S_ISDIR(st.st_mode)) {
+            errno = ENOTDIR;
+            reply_errno("cannot use", path);
+            free(path);
+            return;
+        }
+        *slash = keep;
+        if (last)
+            break;
+    }
+    char c[16];
+    snprintf(c, sizeof c, "%d", created);
+    reply("ok", c, dir_is_empty(path) ? "1" : "0", NULL);
+    free(path);
+}
+
+/* write PATH DATA: a file only this user can read (credentials), tracked. */
+static void handle_write(const control_record *r)
+{
+    char *path = control_dup(r, 1);
+    if (r->n != 3 || !path || path[0] != '/') {
+        free(path);
+        reply("err", "malformed write request", NULL, NULL);
+        return;
+    }
+    track_path(T_FILE, path);
+    unlink(path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    ssize_t n = fd >= 0 ? write(fd, r->field[2], r->len[2]) : -1;
+    if (fd < 0 || n != (ssize_t)r->len[2] || close(fd) != 0)
+        reply_errno("cannot write", path);
+    else
+        reply("ok", "0", NULL, NULL);
+    free(path);
+}
+
+/* bind SRC DST RO: DST shows SRC (read-only when RO is 1), tracked. */
+static void handle_bind(const control_record *r)
+{
+    char *src = control_dup(r, 1), *dst = control_dup(r, 2);
+    if (r->n != 4 || !src || !dst || dst[0] != '/') {
+        reply("err", "malformed bind request", NULL, NULL);
+    } else if (track_path(T_MOUNT, dst) != 0) {
+        reply("err", "too many things to track on this node", NULL, NULL);
+    } else if (mount(src, dst, NULL, MS_BIND, NULL) != 0) {
+        untrack_path(T_MOUNT, dst);
+        reply_errno("cannot bind-mount a copy at", dst);
+    } else if (control_is(r, 3, "1") &&
+               mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0) {
+        reply_errno("cannot make read-only", dst);
+    } else {
+        reply("ok", "0", NULL, NULL);
+    }
+    free(src);
+    free(dst);
+}
+
+/* umount PATH: unmounts (then it is no longer tracked) or says why not. */
+static void handle_umount(const control_record *r)
+{
+    char *path = control_dup(r, 1);
+    if (r->n != 2 || !path) {
+        reply("err", "malformed umount request", NULL, NULL);
+    } else if (umount2(path, 0) != 0 && errno != EINVAL) {
+        reply_errno("cannot unmount", path);
+    } else {
+        untrack_path(T_MOUNT, path);
+        reply("ok", "0", NULL, NULL);
+    }
+    free(path);
+}
+
+/* remove PATH: a tracked file goes now. */
+static void handle_remove(const control_record *r)
+{
+    char *path = control_dup(r, 1);
+    if (r->n != 2 || !path) {
+        reply("err", "malformed remove request", NULL, NULL);
+    } else if (unlink(path) != 0 && errno != ENOENT) {
+        reply_errno("cannot remove", path);
+    } else {
+        untrack_path(T_FILE, path);
+        reply("ok", "0", NULL, NULL);
+    }
+    free(path);
+}
+
+/* probe -> ok EUID FUSE: who the node's processes run as, and whether
+ * /dev/fuse can be opened ("ok", or why not). */
+static void handle_probe(void)
+{
+    char euid[16], fuse[200] = "ok";
+    snprintf(euid, sizeof euid, "%u", (unsigned)geteuid());
+    int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        snprintf(fuse, sizeof fuse, "/dev/fuse: %s", strerror(errno));
+    else
+        close(fd);
+    reply("ok", euid, fuse, NULL);
+}
+
 static void handle_track(const control_record *r, int add)
 {
     enum track_kind kind;
     char *path = control_dup(r, 2);
     if (r->n != 3 || parse_kind(r, 1, &kind) != 0 || !path || path[0] != '/') {
-        free(path);
         reply("err", "malformed track request", NULL, NULL);
-        return;
-    }
-    if (add) {
-        if (K.ntracked == MAX_TRACKED) {
-            free(path);
-            reply("err", "too many things to track on this node", NULL, NULL);
-            return;
-        }
-        K.tracked[K.ntracked].kind = kind;
-        K.tracked[K.ntracked].path = path;
-        K.ntracked++;
+    } else if (add && track_path(kind, path) != 0) {
+        reply("err", "too many things to track on this node", NULL, NULL);
     } else {
-        for (int i = K.ntracked - 1; i >= 0; i--) {
-            if (K.tracked[i].kind == kind && strcmp(K.tracked[i].path, path) == 0) {
-                free(K.tracked[i].path);
-                memmove(&K.tracked[i], &K.tracked[i + 1], (size_t)(K.ntracked - i - 1) * sizeof K.tracked[0]);
-                K.ntracked--;
-                break;
-            }
-        }
-        free(path);
+        if (!add)
+            untrack_path(kind, path);
+        reply("ok", "0", NULL, NULL);
     }
-    reply("ok", "0", NULL, NULL);
+    free(path);
 }
 
 static void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -462,6 +619,12 @@ static int remove_entry(const char *path, const struct stat *st, int type, struc
     else
         unlink(path);
     return 0;
+}
+
+static int under_node_dir(const char *path)
+{
+    size_t n = K.node_dir ? strlen(K.node_dir) : 0;
+    return n && strncmp(path, K.node_dir, n) == 0 && path[n] == '/';
 }
 
 /* Kills everything of the node, undoes what was tracked, removes NODE_DIR. */
@@ -498,6 +661,8 @@ static void clean_up(void)
                 warn("cannot remove %s: %s", path, strerror(errno));
             break;
         case T_DIR:
+            if (under_node_dir(path))
+                break;   /* goes with the node's folder below */
             if (rmdir(path) != 0 && errno != ENOENT)
                 warn("cannot remove the folder %s: %s", path, strerror(errno));
             break;
@@ -606,6 +771,18 @@ int keeper_main(int argc, char **argv)
                 handle_track(&r, 1);
             } else if (control_is(&r, 0, "untrack")) {
                 handle_track(&r, 0);
+            } else if (control_is(&r, 0, "mkdirs")) {
+                handle_mkdirs(&r);
+            } else if (control_is(&r, 0, "write")) {
+                handle_write(&r);
+            } else if (control_is(&r, 0, "bind")) {
+                handle_bind(&r);
+            } else if (control_is(&r, 0, "umount")) {
+                handle_umount(&r);
+            } else if (control_is(&r, 0, "remove")) {
+                handle_remove(&r);
+            } else if (control_is(&r, 0, "probe")) {
+                handle_probe();
             } else if (control_is(&r, 0, "stop")) {
                 stop = 1;
                 break;

@@ -258,11 +258,12 @@ static int inproc_end(sky_provider *pr, sky_node *node, sky_proc *proc, double d
     return status;
 }
 
-static int inproc_track(sky_provider *pr, sky_node *node, enum sky_track what, const char *path,
-                        char *err, size_t errlen)
+static int inproc_request(sky_provider *pr, sky_node *node, const sky_buf *record,
+                          const control_record **answer, char *err, size_t errlen)
 {
-    (void)pr, (void)node, (void)what, (void)path, (void)err, (void)errlen;
-    return 0;
+    (void)pr, (void)node, (void)record, (void)answer;
+    snprintf(err, errlen, "the in-process provider has no keeper");
+    return -1;
 }
 
 static void inproc_stop_node(sky_provider *pr, sky_node *node) { (void)pr, (void)node; }
@@ -275,7 +276,7 @@ static sky_provider *inproc_new(void)
     pr->start_node = inproc_start_node;
     pr->spawn = inproc_spawn;
     pr->end = inproc_end;
-    pr->track = inproc_track;
+    pr->request = inproc_request;
     pr->stop_node = inproc_stop_node;
     pr->free = inproc_free;
     return pr;

@@ -466,20 +466,15 @@ static int end_proc(sky_provider *pr, sky_node *node, sky_proc *proc, double dea
     return code;
 }
 
-static int track(sky_provider *pr, sky_node *node, enum sky_track what, const char *path,
-                 char *err, size_t errlen)
+static int keeper_request(sky_provider *pr, sky_node *node, const sky_buf *record,
+                          const control_record **answer, char *err, size_t errlen)
 {
     (void)pr;
     lh_node *ln = node->data;
-    static const char *const kinds[] = { "mount", "file", "dir" };
-    sky_buf req = SKY_BUF_INIT;
-    control_field_str(&req, "track");
-    control_field_str(&req, kinds[what]);
-    control_field_str(&req, path);
-    control_end(&req);
-    int rc = request(ln, &req, node->name, err, errlen);
-    sky_buf_free(&req);
-    return rc;
+    if (request(ln, record, node->name, err, errlen) != 0)
+        return -1;
+    *answer = &ln->rec;
+    return 0;
 }
 
 static void stop_node(sky_provider *pr, sky_node *node)
@@ -567,7 +562,7 @@ sky_provider *sky_provider_localhost_new(const sky_localhost_options *opts, char
     lh->base.start_node = start_node;
     lh->base.spawn = spawn;
     lh->base.end = end_proc;
-    lh->base.track = track;
+    lh->base.request = keeper_request;
     lh->base.stop_node = stop_node;
     lh->base.free = free_provider;
     return &lh->base;
