@@ -30,6 +30,7 @@
 #include <linux/close_range.h>
 
 #include "compute/provider.h"
+#include "util/alloc.h"
 #include "util/interrupt.h"
 #include "util/log.h"
 #include "wire/control.h"
@@ -286,8 +287,25 @@ static int start_node(sky_provider *pr, sky_node *node, char *err, size_t errlen
         close(sv[1]);
         return -1;
     }
+    /* The node's environment is ours without the storage secrets: nothing
+     * on a node gets keys it was not given on purpose (image.env can). */
+    static const char *const secrets[] = { "AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN=",
+                                           "AWS_SECURITY_TOKEN=", "AWS_ACCESS_KEY_ID=", NULL };
+    extern char **environ;
+    size_t nenv = 0;
+    while (environ[nenv])
+        nenv++;
+    char **envp = sky_xcalloc(nenv + 1, sizeof *envp);
+    for (size_t i = 0, k = 0; i < nenv; i++) {
+        int secret = 0;
+        for (size_t j = 0; secrets[j]; j++)
+            secret |= strncmp(environ[i], secrets[j], strlen(secrets[j])) == 0;
+        if (!secret)
+            envp[k++] = environ[i];
+    }
     pid_t pid = fork();
     if (pid < 0) {
+        free(envp);
         snprintf(err, errlen, "%s: fork: %s", node->name, strerror(errno));
         close(sv[0]);
         close(sv[1]);
@@ -306,12 +324,13 @@ static int start_node(sky_provider *pr, sky_node *node, char *err, size_t errlen
             _exit(127);
         close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
         const char *argv[] = { "skyrun-worker", "--keeper", ln->dir, lh->userns ? "--userns" : NULL, NULL };
-        execv(pr->worker_path, (char *const *)argv);
+        execve(pr->worker_path, (char *const *)argv, envp);
         int e = errno;
         if (write(report[1], &e, sizeof e) < 0)
             _exit(127);
         _exit(127);
     }
+    free(envp);
     close(sv[1]);
     close(report[1]);
     ln->keeper = pid;
