@@ -927,7 +927,9 @@ static int prepare_mount_point(sky_provider *pr, sky_node *node, const volume *v
     const control_record *a;
     char why[600];
     if (ask(pr, node, &a, why, sizeof why, "mkdirs", v->mount, NULL, NULL, 0) != 0) {
-        snprintf(err, errlen, "volume %s: %s", v->mount, why);
+        int denied = strstr(why, "Permission denied") != NULL;
+        snprintf(err, errlen, "volume %s: %s%s", v->mount, why,
+                 denied ? " (choose a mount point this user may create, e.g. under $HOME, or run as root)" : "");
         return -1;
     }
     if (!control_is(a, 2, "1")) {
@@ -943,11 +945,10 @@ static int need_own_mounts(const sky_node *node, const volume *v, char *err, siz
     if (node->own_mounts && node->privileged)
         return 0;
     snprintf(err, errlen,
-             "volume %s: %s cannot mount (it needs a mount namespace of its own: run as root, or allow "
-             "unprivileged user namespaces: sysctl kernel.unprivileged_userns_clone=1 and "
-             "user.max_user_namespaces > 0)%s",
-             v->mount, node->name,
-             v->mode == SKY_VOLUME_MOUNT ? "; mode=\"copy\" needs the same" : "");
+             "volume %s: %s cannot mount: volumes need a mount namespace of the node's own, and %s "
+             "(run as root, or allow unprivileged user namespaces: sysctl kernel.unprivileged_userns_clone=1 "
+             "and user.max_user_namespaces > 0; mode=\"copy\" needs one too)",
+             v->mount, node->name, node->why_shared[0] ? node->why_shared : "it has none");
     return -1;
 }
 

@@ -33,6 +33,7 @@ typedef struct sky_node {
     int shares_host_files;/* a path on the node names the same file on the host */
     int privileged;       /* processes of the node may mount (root, or root of a
                              user namespace) */
+    char why_shared[300]; /* when !own_mounts: what stood in the way */
     void *data;           /* the provider's own */
 } sky_node;
 

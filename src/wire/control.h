@@ -16,7 +16,7 @@
  *                  umount PATH / remove PATH           undo one tracked mount / file now
  *                  probe                               who runs there, can it use FUSE
  *                  stop                                undo everything now and exit
- * keeper -> host:  ready OWN_MOUNTS PRIVILEGED         after start-up
+ * keeper -> host:  ready OWN_MOUNTS PRIVILEGED WHY     after start-up (WHY: no own mounts)
  *                  ok ID (+ its stdin, stdout, stderr as SCM_RIGHTS)
  *                  err MESSAGE
  *                  exit ID STATUS HOW                  a process it started ended

@@ -145,30 +145,54 @@ static int write_file(const char *path, const char *text)
     return n == (ssize_t)strlen(text) ? 0 : -1;
 }
 
+/* Mounts made here must not propagate back to the host: every mount of
+ * the new namespace becomes private. In a chroot whose folder is not a
+ * mount point, "/" cannot be named as one: say so (why). */
+static int make_private(char *why, size_t whylen)
+{
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0)
+        return 0;
+    if (errno == EINVAL)
+        snprintf(why, whylen, "its root is not a mount point (a chroot? bind-mount its folder onto "
+                              "itself first: mount --bind DIR DIR)");
+    else
+        snprintf(why, whylen, "making its mounts private failed: %s", strerror(errno));
+    return -1;
+}
+
 /* A mount namespace of the node's own: directly as root, else inside a
- * user namespace where this user is root (uid and gid mapped 1:1). */
-static void isolate(int userns, int *own_mounts, int *privileged)
+ * user namespace where this user is root (uid and gid mapped 1:1). why
+ * says what stood in the way when there is none. */
+static void isolate(int userns, int *own_mounts, int *privileged, char *why, size_t whylen)
 {
     *own_mounts = *privileged = 0;
     if (geteuid() == 0) {
-        if (unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0)
-            *own_mounts = 1;
         *privileged = 1;
+        if (unshare(CLONE_NEWNS) != 0)
+            snprintf(why, whylen, "unshare(CLONE_NEWNS): %s", strerror(errno));
+        else if (make_private(why, whylen) == 0)
+            *own_mounts = 1;
         return;
     }
-    if (!userns)
+    if (!userns) {
+        snprintf(why, whylen, "not root, and no user namespace was asked for");
         return;
+    }
     uid_t uid = geteuid();
     gid_t gid = getegid();
-    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) {
+        snprintf(why, whylen, "this machine does not allow unprivileged user namespaces (%s)", strerror(errno));
         return;
+    }
     char map[64];
     write_file("/proc/self/setgroups", "deny");
     snprintf(map, sizeof map, "0 %u 1", (unsigned)uid);
     int ok = write_file("/proc/self/uid_map", map) == 0;
     snprintf(map, sizeof map, "0 %u 1", (unsigned)gid);
     ok = ok && write_file("/proc/self/gid_map", map) == 0;
-    if (ok && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0)
+    if (!ok)
+        snprintf(why, whylen, "cannot map the user into its namespace (is /proc mounted?)");
+    else if (make_private(why, whylen) == 0)
         *own_mounts = *privileged = 1;
 }
 
@@ -703,7 +727,8 @@ int keeper_main(int argc, char **argv)
     sigaction(SIGHUP, &ign, NULL);
 
     int own_mounts, privileged;
-    isolate(userns, &own_mounts, &privileged);
+    char why[300] = "";
+    isolate(userns, &own_mounts, &privileged, why, sizeof why);
     K.group = start_group_holder();
     if (K.group < 0) {
         say("cannot start the node's process group: %s", strerror(errno));
@@ -718,7 +743,7 @@ int keeper_main(int argc, char **argv)
         say("signalfd: %s", strerror(errno));
         return WORKER_EXIT_PROTOCOL;
     }
-    reply("ready", own_mounts ? "1" : "0", privileged ? "1" : "0", NULL);
+    reply("ready", own_mounts ? "1" : "0", privileged ? "1" : "0", own_mounts ? "" : why);
 
     sky_buf in = SKY_BUF_INIT;
     int stop = 0;

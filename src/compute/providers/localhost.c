@@ -360,6 +360,8 @@ static int start_node(sky_provider *pr, sky_node *node, char *err, size_t errlen
     }
     node->own_mounts = control_is(&ln->rec, 1, "1");
     node->privileged = control_is(&ln->rec, 2, "1");
+    if (ln->rec.n > 3)
+        snprintf(node->why_shared, sizeof node->why_shared, "%.*s", (int)ln->rec.len[3], ln->rec.field[3]);
     node->shares_host_files = 1;
     return 0;
 }
