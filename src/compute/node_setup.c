@@ -1200,6 +1200,27 @@ int sky_node_setup_run(sky_node_setup *s, sky_provider *pr, sky_node *nodes, int
     return 0;
 }
 
+void sky_node_setup_choose_worker(sky_node_setup *s, sky_provider *pr, sky_node *nodes, int nnodes,
+                                  const char *static_path, const char *dynamic_path, const char **out)
+{
+    for (int i = 0; i < nnodes; i++)
+        out[i] = static_path;
+    if (!dynamic_path)
+        return;
+    const char *argv[] = { dynamic_path, "--version", NULL };
+    step *steps = sky_xcalloc((size_t)nnodes, sizeof *steps);
+    for (int i = 0; i < nnodes; i++)
+        steps[i] = (step){ .active = 1, .argv = argv };
+    if (run_steps(s, pr, nodes, nnodes, steps, NULL, CHECK_SECONDS) == 0)
+        for (int i = 0; i < nnodes; i++)
+            if (steps[i].active && steps[i].status == 0 &&
+                strncmp(sky_buf_cstr(&steps[i].out), "skyrun-worker ", 14) == 0)
+                out[i] = dynamic_path;
+    for (int i = 0; i < nnodes; i++)
+        step_free(&steps[i]);
+    free(steps);
+}
+
 /* ---- teardown ------------------------------------------------------------------ */
 
 static const manifest_entry *find_entry(const manifest_entry *v, size_t n, const char *rel)

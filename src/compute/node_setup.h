@@ -63,6 +63,12 @@ sky_node_setup *sky_node_setup_new(const sky_image *image, const sky_volume *vol
 int sky_node_setup_run(sky_node_setup *s, sky_provider *pr, sky_node *nodes, int nnodes,
                        sky_setup_output out, void *out_ud, int quiet, char *err, size_t errlen);
 
+/* Which worker binary each node runs: dynamic (loads the node's Lua C
+ * modules) where `dynamic --version` starts there, else static (runs on any
+ * C library). out[i] points at one of the two. dynamic may be NULL. */
+void sky_node_setup_choose_worker(sky_node_setup *s, sky_provider *pr, sky_node *nodes, int nnodes,
+                                  const char *static_path, const char *dynamic_path, const char **out);
+
 /* What a node's workers need: extra environment ("NAME=value", NULL-
  * terminated) and the folder of the includes ("" when none). */
 const char *const *sky_node_setup_env(const sky_node_setup *s);

@@ -91,6 +91,18 @@ static int resolve_worker(sky_pool *p, char *err, size_t errlen)
                  p->worker_path ? " at " : "", p->worker_path ? p->worker_path : "");
         return -1;
     }
+    /* Beside a skyrun-worker there may be its dynamic build (C modules);
+     * a worker the user named (opts.worker_path) runs as it is. */
+    const char *base = strrchr(p->worker_path, '/');
+    if (!p->opts.worker_path && base && strcmp(base + 1, "skyrun-worker") == 0) {
+        size_t n = strlen(p->worker_path) + 16;
+        p->dynamic_path = sky_xmalloc(n);
+        snprintf(p->dynamic_path, n, "%s-dynamic", p->worker_path);
+        if (access(p->dynamic_path, X_OK) != 0) {
+            free(p->dynamic_path);
+            p->dynamic_path = NULL;
+        }
+    }
     return 0;
 }
 
@@ -182,6 +194,9 @@ sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_Stat
     if (sky_node_setup_run(p->setup, p->provider, p->nodes, p->nnodes, p->opts.on_output,
                            p->opts.output_ud, p->opts.quiet, err, errlen) != 0)
         goto fail;
+    p->node_worker = sky_xcalloc((size_t)p->nnodes, sizeof *p->node_worker);
+    sky_node_setup_choose_worker(p->setup, p->provider, p->nodes, p->nnodes, p->worker_path,
+                                 p->dynamic_path, p->node_worker);
     p->creating = 1;
     for (int i = 0; i < p->nworkers; i++)
         if (pool_spawn(p, &p->workers[i], err, errlen) != 0)

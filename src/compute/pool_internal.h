@@ -74,6 +74,8 @@ struct sky_pool {
     sky_pool_options opts;
     char *worker_path;          /* what workers run */
     char *keeper_path;          /* this build's skyrun-worker (node keepers) */
+    char *dynamic_path;         /* skyrun-worker-dynamic beside worker_path, when there */
+    const char **node_worker;   /* per node: worker_path or dynamic_path */
     wire_codec *codec;
     lua_State *T;               /* private Lua thread for SETUP tables and HELLO facts */
     int T_ref;

@@ -98,6 +98,8 @@ void sky_pool_free(sky_pool *p)
     sky_buf_free(&p->frame);
     free(p->worker_path);
     free(p->keeper_path);
+    free(p->dynamic_path);
+    free(p->node_worker);
     if (p->T)
         luaL_unref(p->T, LUA_REGISTRYINDEX, p->T_ref);   /* T shares the registry; L may be a dead coroutine */
     free(p);

@@ -153,7 +153,7 @@ static void reset_worker_buffers(worker *w)
 int pool_spawn(sky_pool *p, worker *w, char *err, size_t errlen)
 {
     reset_worker_buffers(w);
-    const char *argv[] = { p->worker_path, NULL };
+    const char *argv[] = { p->node_worker ? p->node_worker[w->node] : p->worker_path, NULL };
     sky_spawn spec = { .argv = argv, .env = sky_node_setup_env(p->setup) };
     char why[400];
     if (p->provider->spawn(p->provider, &p->nodes[w->node], &spec, &w->proc, why, sizeof why) != 0) {

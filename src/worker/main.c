@@ -190,7 +190,18 @@ static void print_version(void)
 static int c_module_refused(lua_State *L)
 {
     return luaL_error(L, "skyrun-worker is statically linked and cannot load C modules "
-                         "(ship Lua modules with image.includes, or run a program with os.execute)");
+                         "(the node's C library did not run skyrun-worker-dynamic; ship Lua modules "
+                         "with image.includes, or run a program with os.execute)");
+}
+
+/* The C searchers' place in `require`: says why the module cannot be a C
+ * one here (Lua joins each searcher's message into "module 'x' not found"). */
+static int c_searcher_refused(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    lua_pushfstring(L, "\n\tno C module '%s': this node runs the static skyrun-worker, which cannot "
+                       "load C modules (the dynamic one did not start on this node)", name);
+    return 1;
 }
 
 /*
@@ -198,7 +209,7 @@ static int c_module_refused(lua_State *L)
  * its C library; the price is that dlopen() of a module linked against the
  * node's own libc would put two C libraries in one process. So C modules are
  * refused with a message instead of crashing later: the C searchers of
- * `require` are removed and package.loadlib raises.
+ * `require` say why, and package.loadlib raises.
  */
 static void refuse_c_modules(lua_State *L)
 {
@@ -211,7 +222,7 @@ static void refuse_c_modules(lua_State *L)
     /* searchers: 1 preload, 2 Lua files, 3 C libraries, 4 all-in-one C */
     lua_pushnil(L);
     lua_rawseti(L, -2, 4);
-    lua_pushnil(L);
+    lua_pushcfunction(L, c_searcher_refused);
     lua_rawseti(L, -2, 3);
     lua_pop(L, 2);
 }

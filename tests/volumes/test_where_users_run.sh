@@ -35,6 +35,10 @@ make_chroot() {
   mknod -m 666 "$CHROOT/dev/null" c 1 3
   copy_with_libs "$SKYRUN"
   copy_with_libs "$WORKER"
+  # A dynamic worker that cannot start on this "node": the pool must fall
+  # back to the static one.
+  printf '#!/bin/sh\necho "cannot run here" >&2\nexit 127\n' >"$CHROOT$WORKER-dynamic"
+  chmod 755 "$CHROOT$WORKER-dynamic"
   local tool
   for tool in /bin/sh /bin/ls /usr/bin/s3fs /bin/mkdir /bin/cat; do
     [ -e "$tool" ] && copy_with_libs "$(readlink -f "$tool")" && {
@@ -55,6 +59,8 @@ end
 do
   local pool <close> = sky.compute { provider = sky.providers.localhost { nodes = 2 }, volumes = volumes }
   print(sky.fn(function(x) return x * 7 end)(6) >> pool)
+  local ok, err = pcall(function() return sky.fn(function() return require "cjson" end)() >> pool end)
+  if not ok and tostring(err):find("static skyrun-worker", 1, true) then print("static worker") end
   if bucket then
     print(sky.fn(function()
       local s = io.open(root .. "/data/x.txt"):read("a")
@@ -84,6 +90,8 @@ test_a_mount_point_such_a_user_may_not_create_is_named() {
 test_a_pool_runs_inside_a_chroot() {
   expect_exit 0 in_chroot
   expect_in "$WORK/out" "42"
+  # (sanitizer builds have no static worker to fall back to)
+  [ "${SKYRUN_SANITIZE:-0}" = 1 ] || expect_in "$WORK/out" "static worker"
   [ -z "$(ls -A "$CHROOT/tmp")" ] || fail "left in the chroot's /tmp: $(ls -A "$CHROOT/tmp")"
 }
 
