@@ -417,14 +417,29 @@ end
 
 function sky.is_image(v) return getmetatable(v) == Image end
 
---- sky.compute{ provider =, nodes =, workers =, retries =, timeout =, image =, volumes = } -> pool.
+--- sky.accelerators.TYPE(n) -> "TYPE:n": sky.accelerators.H100(8) is "H100:8".
+sky.accelerators = setmetatable({}, { __index = function(_, kind)
+  return function(n)
+    if n == nil then return kind end
+    if math.type(n) ~= "integer" or n < 1 then
+      error(("sky.accelerators.%s: the count must be a positive integer"):format(kind), 2)
+    end
+    return kind .. ":" .. n
+  end
+end })
+
+--- sky.compute{ provider =, nodes =, workers =, retries =, timeout =, image =, volumes =,
+---              accelerator = } -> pool.
 --- Use it as `local pool <close> = sky.compute{…}`: leaving the scope in any
 --- way tears the pool down (workers stopped, volumes written back and
 --- unmounted, credentials removed, node folders deleted).
 function sky.compute(opts)
   opts = opts or {}
   check_keys("sky.compute", opts, { provider = true, nodes = true, workers = true, retries = true,
-    timeout = true, worker = true, quiet = true, image = true, volumes = true }, 2)
+    timeout = true, worker = true, quiet = true, image = true, volumes = true, accelerator = true }, 2)
+  if opts.accelerator ~= nil and type(opts.accelerator) ~= "string" then
+    error("sky.compute: accelerator must be a GPU type like \"L4\" or \"H100:8\" (or sky.accelerators.L4(2))", 2)
+  end
   local provider = opts.provider or sky.providers.localhost()
   if type(provider) ~= "table" or type(provider.type) ~= "string" then
     error("sky.compute: provider must come from sky.providers (e.g. sky.providers.localhost{…})", 2)
@@ -449,6 +464,7 @@ function sky.compute(opts)
     quiet = opts.quiet,
     image = opts.image,
     volumes = volumes,
+    accelerator = opts.accelerator,
   }
   local ok, pool = pcall(core.pool_new, spec)
   if not ok then error(pool, 2) end

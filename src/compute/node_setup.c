@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "compute/node_exec.h"
 #include "compute/tar.h"
 #include "util/alloc.h"
 #include "util/interrupt.h"
@@ -40,7 +41,6 @@
 
 #define CHECK_SECONDS 60.0          /* probes, s3fs start-up, a listing, shipping includes */
 #define MAX_INCLUDE_BYTES (64u << 20)
-#define TAIL_BYTES 2000
 
 /* ---- what a volume is, once checked ------------------------------------------ */
 
@@ -73,10 +73,7 @@ struct sky_node_setup {
     char **include_dir;             /* per node: the folder of the includes */
     sky_buf includes_tar;           /* built once */
     char includes_hash[65];
-    /* output */
-    sky_setup_output out;
-    void *out_ud;
-    int quiet;
+    node_output output;
 };
 
 static char **copy_list(const char *const *v, size_t *n)
@@ -294,226 +291,6 @@ const char *sky_node_setup_include_dir(const sky_node_setup *s, int node)
     return s && s->include_dir && node < s->nnodes && s->include_dir[node] ? s->include_dir[node] : "";
 }
 
-/* ---- running a command on every node at once -------------------------------------- */
-
-typedef struct step {
-    int active;                     /* run on this node */
-    const char *const *argv;
-    const uint8_t *input;           /* written to its stdin, then EOF */
-    size_t input_len, input_off;
-    int show;                       /* forward its lines, "[node N] " first */
-    sky_proc proc;
-    sky_buf out;                    /* its stdout */
-    sky_buf tail;                   /* its last output, for errors */
-    sky_buf partial[3];
-    int open_streams;
-    int status;                     /* exit status, 128 + signal, -1 unknown */
-    char how[160];
-    char spawn_err[400];
-} step;
-
-static void step_free(step *st)
-{
-    sky_buf_free(&st->out);
-    sky_buf_free(&st->tail);
-    for (int i = 0; i < 3; i++)
-        sky_buf_free(&st->partial[i]);
-}
-
-static void keep_tail(step *st, const uint8_t *p, size_t n)
-{
-    sky_buf_append(&st->tail, p, n);
-    if (st->tail.len > TAIL_BYTES)
-        sky_buf_consume(&st->tail, st->tail.len - TAIL_BYTES);
-}
-
-static void forward(sky_node_setup *s, int node, step *st, int stream, const uint8_t *p, size_t n, int flush)
-{
-    sky_buf *b = &st->partial[stream];
-    sky_buf_append(b, p, n);
-    size_t start = 0;
-    for (size_t i = 0; i < b->len; i++) {
-        if (b->data[i] != '\n')
-            continue;
-        if (!s->quiet)
-            s->out(s->out_ud, node, -1, stream, (const char *)b->data + start, i - start);
-        start = i + 1;
-    }
-    sky_buf_consume(b, start);
-    if (flush && b->len) {
-        if (!s->quiet)
-            s->out(s->out_ud, node, -1, stream, (const char *)b->data, b->len);
-        sky_buf_reset(b);
-    }
-}
-
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Runs steps[i] on node i (where active) until all ended; timeout 0 = none.
- * Returns 0, or -1 when interrupted (everything killed). Exit statuses,
- * output and spawn errors are left in the steps for the caller to judge. */
-static int run_steps(sky_node_setup *s, sky_provider *pr, sky_node *nodes, int n, step *steps,
-                     const char *const *env, double timeout)
-{
-    for (int i = 0; i < n; i++) {
-        step *st = &steps[i];
-        st->proc = (sky_proc)SKY_PROC_INIT;
-        st->status = -1;
-        if (!st->active)
-            continue;
-        sky_spawn spec = { .argv = st->argv, .env = env };
-        if (pr->spawn(pr, &nodes[i], &spec, &st->proc, st->spawn_err, sizeof st->spawn_err) != 0) {
-            st->active = 0;
-            continue;
-        }
-        fcntl(st->proc.to, F_SETFL, fcntl(st->proc.to, F_GETFL) | O_NONBLOCK);
-        st->open_streams = 2;
-        if (!st->input_len) {
-            close(st->proc.to);
-            st->proc.to = -1;
-        }
-    }
-    double deadline = timeout > 0 ? mono() + timeout : 0;
-    int interrupted = 0, timed_out = 0;
-    struct pollfd *pfd = sky_xcalloc((size_t)n * 3, sizeof *pfd);
-    int *who = sky_xcalloc((size_t)n * 3, sizeof *who);
-    sky_sigpipe_guard guard;
-    sky_sigpipe_hold(&guard);
-    sky_interrupt_scope_begin();
-    for (;;) {
-        int k = 0;
-        for (int i = 0; i < n; i++) {
-            step *st = &steps[i];
-            if (!st->active || !st->open_streams)
-                continue;
-            if (st->proc.to >= 0) {
-                pfd[k] = (struct pollfd){ .fd = st->proc.to, .events = POLLOUT };
-                who[k++] = i;
-            }
-            if (st->proc.from >= 0) {
-                pfd[k] = (struct pollfd){ .fd = st->proc.from, .events = POLLIN };
-                who[k++] = i;
-            }
-            if (st->proc.diag >= 0) {
-                pfd[k] = (struct pollfd){ .fd = st->proc.diag, .events = POLLIN };
-                who[k++] = i;
-            }
-        }
-        if (k == 0)
-            break;
-        if (sky_interrupt_pending()) {
-            interrupted = 1;
-            break;
-        }
-        if (deadline && mono() > deadline) {
-            timed_out = 1;
-            break;
-        }
-        if (poll(pfd, (nfds_t)k, 100) <= 0)
-            continue;
-        for (int j = 0; j < k; j++) {
-            if (!pfd[j].revents)
-                continue;
-            step *st = &steps[who[j]];
-            if (pfd[j].fd == st->proc.to) {
-                ssize_t w = write(st->proc.to, st->input + st->input_off, st->input_len - st->input_off);
-                if (w > 0)
-                    st->input_off += (size_t)w;
-                if ((w < 0 && errno != EAGAIN && errno != EINTR) || st->input_off == st->input_len) {
-                    close(st->proc.to);   /* all sent, or it stopped reading */
-                    st->proc.to = -1;
-                }
-                continue;
-            }
-            int stream = pfd[j].fd == st->proc.from ? 1 : 2;
-            uint8_t buf[8192];
-            ssize_t r = read(pfd[j].fd, buf, sizeof buf);
-            if (r < 0 && (errno == EAGAIN || errno == EINTR))
-                continue;
-            if (r <= 0) {
-                if (st->show)
-                    forward(s, who[j], st, stream, NULL, 0, 1);
-                close(pfd[j].fd);
-                if (stream == 1)
-                    st->proc.from = -1;
-                else
-                    st->proc.diag = -1;
-                st->open_streams--;
-                continue;
-            }
-            if (stream == 1)
-                sky_buf_append(&st->out, buf, (size_t)r);
-            keep_tail(st, buf, (size_t)r);
-            if (st->show)
-                forward(s, who[j], st, stream, buf, (size_t)r, 0);
-        }
-    }
-    sky_interrupt_scope_end();
-    sky_sigpipe_release(&guard);
-    free(pfd);
-    free(who);
-    for (int i = 0; i < n; i++) {
-        step *st = &steps[i];
-        if (!st->active)
-            continue;
-        /* Streams closed: it has exited or is about to. Killed if stuck. */
-        double until = interrupted || timed_out ? 0 : mono() + 5.0;
-        st->status = pr->end(pr, &nodes[i], &st->proc, until, st->how, sizeof st->how);
-        if (timed_out && st->open_streams)
-            snprintf(st->how, sizeof st->how, "did not finish in %.0f s and was killed", timeout);
-    }
-    return interrupted ? -1 : 0;
-}
-
-/* "node 1: PHASE: WHAT\n  last output:\n    …" */
-static void step_error(const step *st, const sky_node *node, const char *phase, const char *what,
-                       char *err, size_t errlen)
-{
-    sky_buf msg = SKY_BUF_INIT;
-    sky_buf_printf(&msg, "%s: %s: %s", node->name, phase, what);
-    if (st->tail.len) {
-        size_t start = 0, lines = 0;
-        for (size_t i = st->tail.len; i > 0 && lines < 12; i--)
-            if (st->tail.data[i - 1] == '\n' && i != st->tail.len) {
-                lines++;
-                start = i;
-            }
-        if (lines < 12)
-            start = 0;
-        sky_buf_append_str(&msg, "\n  its last output:");
-        for (size_t i = start; i < st->tail.len;) {
-            size_t e = i;
-            while (e < st->tail.len && st->tail.data[e] != '\n')
-                e++;
-            sky_buf_printf(&msg, "\n    %.*s", (int)(e - i), (const char *)st->tail.data + i);
-            i = e + 1;
-        }
-    }
-    snprintf(err, errlen, "%s", sky_buf_cstr(&msg));
-    sky_redact(err);
-    sky_buf_free(&msg);
-}
-
-/* Judges a step that must exit 0; fills err naming node and phase otherwise. */
-static int step_ok(const step *st, const sky_node *node, const char *phase, char *err, size_t errlen)
-{
-    if (!st->active) {
-        snprintf(err, errlen, "%s: %s: %s", node->name, phase, st->spawn_err);
-        return 0;
-    }
-    if (st->status == 0)
-        return 1;
-    char what[200];
-    snprintf(what, sizeof what, "it %s", st->how);
-    step_error(st, node, phase, what, err, errlen);
-    return 0;
-}
-
 /* ---- the keeper ------------------------------------------------------------- */
 
 static int ask(sky_provider *pr, sky_node *node, const control_record **answer, char *err, size_t errlen,
@@ -547,16 +324,16 @@ static int check_apt(sky_node_setup *s, sky_provider *pr, sky_node *nodes, int n
     argv[2] = "-f=${Package} ${Status}\\n";
     for (size_t i = 0; i < s->napt; i++)
         argv[3 + i] = s->apt[i];
-    step *steps = sky_xcalloc((size_t)n, sizeof *steps);
+    node_step *steps = sky_xcalloc((size_t)n, sizeof *steps);
     for (int i = 0; i < n; i++) {
         steps[i].active = 1;
         steps[i].argv = argv;
     }
-    int rc = run_steps(s, pr, nodes, n, steps, NULL, CHECK_SECONDS);
+    int rc = node_steps_run(&s->output, pr, nodes, n, steps, NULL, CHECK_SECONDS);
     if (rc != 0)
         snprintf(err, errlen, "interrupted while checking image.apt");
     for (int i = 0; rc == 0 && i < n; i++) {
-        step *st = &steps[i];
+        node_step *st = &steps[i];
         if (!st->active) {
             snprintf(err, errlen, "%s: image.apt needs a Debian-like node with dpkg-query (%s)",
                      nodes[i].name, st->spawn_err);
@@ -595,7 +372,7 @@ static int check_apt(sky_node_setup *s, sky_provider *pr, sky_node *nodes, int n
         sky_buf_free(&missing);
     }
     for (int i = 0; i < n; i++)
-        step_free(&steps[i]);
+        node_step_free(&steps[i]);
     free(steps);
     free(argv);
     return rc;
@@ -606,23 +383,23 @@ static int run_setup_commands(sky_node_setup *s, sky_provider *pr, sky_node *nod
 {
     for (size_t c = 0; c < s->nsetup; c++) {
         const char *argv[] = { "/bin/sh", "-c", s->setup[c], NULL };
-        step *steps = sky_xcalloc((size_t)n, sizeof *steps);
+        node_step *steps = sky_xcalloc((size_t)n, sizeof *steps);
         for (int i = 0; i < n; i++) {
             steps[i].active = 1;
             steps[i].argv = argv;
             steps[i].show = 1;
         }
-        int rc = run_steps(s, pr, nodes, n, steps, (const char *const *)s->env, 0);
+        int rc = node_steps_run(&s->output, pr, nodes, n, steps, (const char *const *)s->env, 0);
         if (rc != 0)
             snprintf(err, errlen, "interrupted during image setup command %zu", c + 1);
         for (int i = 0; rc == 0 && i < n; i++) {
             char phase[160];
             snprintf(phase, sizeof phase, "image setup command %zu (%.100s)", c + 1, s->setup[c]);
-            if (!step_ok(&steps[i], &nodes[i], phase, err, errlen))
+            if (!node_step_ok(&steps[i], &nodes[i], phase, err, errlen))
                 rc = -1;
         }
         for (int i = 0; i < n; i++)
-            step_free(&steps[i]);
+            node_step_free(&steps[i]);
         free(steps);
         if (rc != 0)
             return -1;
@@ -845,17 +622,17 @@ static int ship_includes(sky_node_setup *s, sky_provider *pr, sky_node *nodes, i
     if (build_includes(s, err, errlen) != 0)
         return -1;
     const char *look[] = { "/bin/sh", "-c", LOOK_SCRIPT, "sh", s->includes_hash, NULL };
-    step *steps = sky_xcalloc((size_t)n, sizeof *steps);
+    node_step *steps = sky_xcalloc((size_t)n, sizeof *steps);
     for (int i = 0; i < n; i++) {
         steps[i].active = 1;
         steps[i].argv = look;
     }
-    int rc = run_steps(s, pr, nodes, n, steps, NULL, CHECK_SECONDS);
+    int rc = node_steps_run(&s->output, pr, nodes, n, steps, NULL, CHECK_SECONDS);
     if (rc != 0)
         snprintf(err, errlen, "interrupted while shipping image.includes");
     char **need = sky_xcalloc((size_t)n, sizeof *need);
     for (int i = 0; rc == 0 && i < n; i++) {
-        if (!step_ok(&steps[i], &nodes[i], "image.includes", err, errlen)) {
+        if (!node_step_ok(&steps[i], &nodes[i], "image.includes", err, errlen)) {
             rc = -1;
             break;
         }
@@ -866,12 +643,12 @@ static int ship_includes(sky_node_setup *s, sky_provider *pr, sky_node *nodes, i
         } else if (len > 5 && strncmp(out, "need ", 5) == 0) {
             need[i] = sky_xstrndup(out + 5, len - 5);
         } else {
-            step_error(&steps[i], &nodes[i], "image.includes", "unexpected answer from the node", err, errlen);
+            node_step_error(&steps[i], &nodes[i], "image.includes", "unexpected answer from the node", err, errlen);
             rc = -1;
         }
     }
     for (int i = 0; i < n; i++)
-        step_free(&steps[i]);
+        node_step_free(&steps[i]);
     memset(steps, 0, (size_t)n * sizeof *steps);
     const char **argvs = sky_xcalloc((size_t)n * 6, sizeof *argvs);
     int shipping = 0;
@@ -884,24 +661,24 @@ static int ship_includes(sky_node_setup *s, sky_provider *pr, sky_node *nodes, i
         argv[2] = SHIP_SCRIPT;
         argv[3] = "sh";
         argv[4] = need[i];
-        steps[i] = (step){ .active = 1, .argv = argv, .input = s->includes_tar.data,
+        steps[i] = (node_step){ .active = 1, .argv = argv, .input = s->includes_tar.data,
                            .input_len = s->includes_tar.len };
         shipping = 1;
     }
-    if (rc == 0 && shipping && run_steps(s, pr, nodes, n, steps, NULL, CHECK_SECONDS) != 0) {
+    if (rc == 0 && shipping && node_steps_run(&s->output, pr, nodes, n, steps, NULL, CHECK_SECONDS) != 0) {
         snprintf(err, errlen, "interrupted while shipping image.includes");
         rc = -1;
     }
     for (int i = 0; rc == 0 && i < n; i++) {
         if (!need[i])
             continue;
-        if (!step_ok(&steps[i], &nodes[i], "image.includes (unpacking)", err, errlen))
+        if (!node_step_ok(&steps[i], &nodes[i], "image.includes (unpacking)", err, errlen))
             rc = -1;
         else
             s->include_dir[i] = sky_xstrdup(need[i]);
     }
     for (int i = 0; i < n; i++) {
-        step_free(&steps[i]);
+        node_step_free(&steps[i]);
         free(need[i]);
     }
     free(need);
@@ -1019,7 +796,7 @@ static int mount_volumes_s3fs(sky_node_setup *s, size_t k, sky_provider *pr, sky
         }
     }
     /* s3fs on every node at once; it returns once the mount is made. */
-    step *steps = sky_xcalloc((size_t)n, sizeof *steps);
+    node_step *steps = sky_xcalloc((size_t)n, sizeof *steps);
     const char **argvs = sky_xcalloc((size_t)n * 6, sizeof *argvs);
     sky_buf *opts = sky_xcalloc((size_t)n, sizeof *opts);
     sky_buf source = SKY_BUF_INIT;
@@ -1034,7 +811,7 @@ static int mount_volumes_s3fs(sky_node_setup *s, size_t k, sky_provider *pr, sky
         argv[2] = v->mount;
         argv[3] = "-o";
         argv[4] = sky_buf_cstr(&opts[i]);
-        steps[i] = (step){ .active = 1, .argv = argv };
+        steps[i] = (node_step){ .active = 1, .argv = argv };
     }
     /* A session token reaches s3fs alone, through its environment. */
     sky_buf tok[3] = { SKY_BUF_INIT, SKY_BUF_INIT, SKY_BUF_INIT };
@@ -1046,7 +823,7 @@ static int mount_volumes_s3fs(sky_node_setup *s, size_t k, sky_provider *pr, sky
         for (int j = 0; j < 3; j++)
             token_env[j] = sky_buf_cstr(&tok[j]);
     }
-    int rc = run_steps(s, pr, nodes, n, steps, token_env[0] ? token_env : NULL, CHECK_SECONDS);
+    int rc = node_steps_run(&s->output, pr, nodes, n, steps, token_env[0] ? token_env : NULL, CHECK_SECONDS);
     for (int j = 0; j < 3; j++) {
         if (tok[j].data)
             explicit_bzero(tok[j].data, tok[j].len);
@@ -1055,7 +832,7 @@ static int mount_volumes_s3fs(sky_node_setup *s, size_t k, sky_provider *pr, sky
     if (rc != 0)
         snprintf(err, errlen, "interrupted while mounting volume %s", v->mount);
     for (int i = 0; rc == 0 && i < n; i++) {
-        step *stp = &steps[i];
+        node_step *stp = &steps[i];
         if (!stp->active && strstr(stp->spawn_err, "No such file")) {
             snprintf(err, errlen, "volume %s: %s has no s3fs (install it: apt-get install s3fs); "
                      "or use mode=\"copy\"", v->mount, nodes[i].name);
@@ -1063,33 +840,33 @@ static int mount_volumes_s3fs(sky_node_setup *s, size_t k, sky_provider *pr, sky
         } else if (!stp->active || stp->status != 0) {
             char phase[200];
             snprintf(phase, sizeof phase, "volume %s (s3fs %s)", v->mount, sky_buf_cstr(&source));
-            step_ok(stp, &nodes[i], phase, err, errlen);
+            node_step_ok(stp, &nodes[i], phase, err, errlen);
             rc = -1;
         } else {
             v->mounted[i] = 1;
         }
     }
     for (int i = 0; i < n; i++) {
-        step_free(&steps[i]);
+        node_step_free(&steps[i]);
         sky_buf_free(&opts[i]);
     }
     memset(steps, 0, (size_t)n * sizeof *steps);
     /* Verified: the mount lists (s3fs checks the bucket lazily). */
     const char *ls[] = { "ls", "-A", v->mount, NULL };
     for (int i = 0; i < n; i++)
-        steps[i] = (step){ .active = rc == 0, .argv = ls };
-    if (rc == 0 && run_steps(s, pr, nodes, n, steps, NULL, CHECK_SECONDS) != 0) {
+        steps[i] = (node_step){ .active = rc == 0, .argv = ls };
+    if (rc == 0 && node_steps_run(&s->output, pr, nodes, n, steps, NULL, CHECK_SECONDS) != 0) {
         snprintf(err, errlen, "interrupted while checking volume %s", v->mount);
         rc = -1;
     }
     for (int i = 0; rc == 0 && i < n; i++) {
         char phase[200];
         snprintf(phase, sizeof phase, "volume %s (listing the mount)", v->mount);
-        if (!step_ok(&steps[i], &nodes[i], phase, err, errlen))
+        if (!node_step_ok(&steps[i], &nodes[i], phase, err, errlen))
             rc = -1;
     }
     for (int i = 0; i < n; i++)
-        step_free(&steps[i]);
+        node_step_free(&steps[i]);
     sky_buf_free(&source);
     free(opts);
     free(argvs);
@@ -1175,9 +952,7 @@ static int copy_volume(sky_node_setup *s, size_t k, sky_provider *pr, sky_node *
 int sky_node_setup_run(sky_node_setup *s, sky_provider *pr, sky_node *nodes, int nnodes,
                        sky_setup_output out, void *out_ud, int quiet, char *err, size_t errlen)
 {
-    s->out = out;
-    s->out_ud = out_ud;
-    s->quiet = quiet;
+    s->output = (node_output){ out, out_ud, quiet };
     s->nnodes = nnodes;
     for (size_t k = 0; k < s->nvolumes; k++) {
         volume *v = &s->volumes[k];
@@ -1208,16 +983,16 @@ void sky_node_setup_choose_worker(sky_node_setup *s, sky_provider *pr, sky_node 
     if (!dynamic_path)
         return;
     const char *argv[] = { dynamic_path, "--version", NULL };
-    step *steps = sky_xcalloc((size_t)nnodes, sizeof *steps);
+    node_step *steps = sky_xcalloc((size_t)nnodes, sizeof *steps);
     for (int i = 0; i < nnodes; i++)
-        steps[i] = (step){ .active = 1, .argv = argv };
-    if (run_steps(s, pr, nodes, nnodes, steps, NULL, CHECK_SECONDS) == 0)
+        steps[i] = (node_step){ .active = 1, .argv = argv };
+    if (node_steps_run(&s->output, pr, nodes, nnodes, steps, NULL, CHECK_SECONDS) == 0)
         for (int i = 0; i < nnodes; i++)
             if (steps[i].active && steps[i].status == 0 &&
                 strncmp(sky_buf_cstr(&steps[i].out), "skyrun-worker ", 14) == 0)
                 out[i] = dynamic_path;
     for (int i = 0; i < nnodes; i++)
-        step_free(&steps[i]);
+        node_step_free(&steps[i]);
     free(steps);
 }
 

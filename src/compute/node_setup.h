@@ -24,6 +24,7 @@
 
 #include <stddef.h>
 
+#include "compute/node_exec.h"
 #include "compute/provider.h"
 #include "s3/client.h"
 
@@ -44,9 +45,6 @@ typedef struct sky_volume {
     enum sky_volume_mode mode;
     s3_client *storage;            /* borrowed: must outlive the pool */
 } sky_volume;
-
-/* Where node output goes (the pool's on_output; worker = -1). */
-typedef void (*sky_setup_output)(void *ud, int node, int worker, int stream, const char *line, size_t len);
 
 typedef struct sky_node_setup sky_node_setup;
 

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "compute/node_exec.h"
 #include "skyrun_config.h"
 #include "util/alloc.h"
 #include "util/interrupt.h"
@@ -106,6 +107,77 @@ static int resolve_worker(sky_pool *p, char *err, size_t errlen)
     return 0;
 }
 
+/* With an accelerator: only the nodes that have the GPUs asked for stay in
+ * the pool (renumbered from 0); the others are stopped. None: an error
+ * naming what each node has. */
+static int choose_accelerator_nodes(sky_pool *p, char *err, size_t errlen)
+{
+    sky_accel_request req;
+    if (sky_accel_parse(p->opts.accelerator, &req, err, errlen) != 0)
+        return -1;
+    const char *argv[] = { p->worker_path, "--gpus", NULL };
+    node_step *steps = sky_xcalloc((size_t)p->nnodes, sizeof *steps);
+    for (int n = 0; n < p->nnodes; n++)
+        steps[n] = (node_step){ .active = 1, .argv = argv };
+    node_output quiet = { NULL, NULL, 1 };
+    int rc = node_steps_run(&quiet, p->provider, p->nodes, p->nnodes, steps, NULL, 60.0);
+    if (rc != 0)
+        snprintf(err, errlen, "interrupted while asking the nodes for their GPUs");
+    p->gpus = sky_xcalloc((size_t)p->nnodes, sizeof *p->gpus);
+    p->gpu_chosen = sky_xcalloc((size_t)p->nnodes, sizeof *p->gpu_chosen);
+    p->ngpu_chosen = sky_xcalloc((size_t)p->nnodes, sizeof *p->ngpu_chosen);
+    sky_buf have = SKY_BUF_INIT;
+    int kept = 0;
+    for (int n = 0; rc == 0 && n < p->nnodes; n++) {
+        if (!node_step_ok(&steps[n], &p->nodes[n], "listing its GPUs", err, errlen)) {
+            rc = -1;
+            break;
+        }
+        p->gpus[n] = sky_xcalloc(SKY_MAX_NODE_GPUS, sizeof **p->gpus);
+        p->gpu_chosen[n] = sky_xcalloc(SKY_MAX_NODE_GPUS, sizeof **p->gpu_chosen);
+        int ngpus = sky_accel_parse_gpus(sky_buf_cstr(&steps[n].out), p->gpus[n], SKY_MAX_NODE_GPUS);
+        p->ngpu_chosen[n] = sky_accel_choose(&req, p->gpus[n], ngpus, p->gpu_chosen[n]);
+        char what[400];
+        sky_accel_describe(p->gpus[n], ngpus, what, sizeof what);
+        sky_buf_printf(&have, "%s%s has %s", have.len ? "; " : "", p->nodes[n].name, what);
+        kept += p->ngpu_chosen[n] > 0;
+    }
+    for (int n = 0; n < p->nnodes; n++)
+        node_step_free(&steps[n]);
+    free(steps);
+    if (rc == 0 && kept == 0) {
+        snprintf(err, errlen, "no node has the accelerator '%s': %s", p->opts.accelerator, sky_buf_cstr(&have));
+        rc = -1;
+    }
+    sky_buf_free(&have);
+    if (rc != 0)
+        return -1;
+    /* Keep the nodes that serve the request, in order, renumbered. */
+    int k = 0;
+    for (int n = 0; n < p->nnodes; n++) {
+        if (!p->ngpu_chosen[n]) {
+            p->provider->stop_node(p->provider, &p->nodes[n]);
+            free(p->nodes[n].host);
+            free(p->nodes[n].workdir);
+            free(p->nodes[n].private_dir);
+            free(p->hosts[n]);
+            free(p->gpus[n]);
+            free(p->gpu_chosen[n]);
+            continue;
+        }
+        p->nodes[k] = p->nodes[n];
+        p->nodes[k].index = k;
+        snprintf(p->nodes[k].name, sizeof p->nodes[k].name, "node %d", k);
+        p->hosts[k] = p->hosts[n];
+        p->gpus[k] = p->gpus[n];
+        p->gpu_chosen[k] = p->gpu_chosen[n];
+        p->ngpu_chosen[k] = p->ngpu_chosen[n];
+        k++;
+    }
+    p->nnodes = k;
+    return 0;
+}
+
 /* Every worker must say HELLO with our protocol before the pool is ready. */
 static int handshake(sky_pool *p, char *err, size_t errlen)
 {
@@ -166,12 +238,22 @@ sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_Stat
 
     p->nnodes = p->opts.nodes;
     p->per_node = p->opts.workers;
-    p->nworkers = p->nnodes * p->per_node;
     p->nodes = sky_xcalloc((size_t)p->nnodes, sizeof *p->nodes);
+    p->hosts = sky_xcalloc((size_t)p->nnodes, sizeof *p->hosts);
+    for (int n = 0; n < p->nnodes; n++) {
+        sky_node *node = &p->nodes[n];
+        node->index = n;
+        snprintf(node->name, sizeof node->name, "node %d", n);
+        if (p->provider->start_node(p->provider, node, err, errlen) != 0)
+            goto fail;
+        p->hosts[n] = sky_xstrdup(node->host ? node->host : "");
+    }
+    if (p->opts.accelerator && choose_accelerator_nodes(p, err, errlen) != 0)
+        goto fail;
+    p->nworkers = p->nnodes * p->per_node;
     p->pinned = sky_xcalloc((size_t)p->nnodes, sizeof *p->pinned);
     p->facts = sky_xcalloc((size_t)p->nnodes, sizeof *p->facts);
     p->facts_len = sky_xcalloc((size_t)p->nnodes, sizeof *p->facts_len);
-    p->hosts = sky_xcalloc((size_t)p->nnodes, sizeof *p->hosts);
     p->workers = sky_xcalloc((size_t)p->nworkers, sizeof *p->workers);
     p->pfd = sky_xcalloc((size_t)p->nworkers * 3, sizeof *p->pfd);
     p->pfd_worker = sky_xcalloc((size_t)p->nworkers * 3, sizeof *p->pfd_worker);
@@ -182,14 +264,6 @@ sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_Stat
         w->node = i / p->per_node;
         w->index = i % p->per_node;
         w->inflight = sky_xcalloc(POOL_MAX_DEPTH, sizeof *w->inflight);
-    }
-    for (int n = 0; n < p->nnodes; n++) {
-        sky_node *node = &p->nodes[n];
-        node->index = n;
-        snprintf(node->name, sizeof node->name, "node %d", n);
-        if (p->provider->start_node(p->provider, node, err, errlen) != 0)
-            goto fail;
-        p->hosts[n] = sky_xstrdup(node->host ? node->host : "");
     }
     if (sky_node_setup_run(p->setup, p->provider, p->nodes, p->nnodes, p->opts.on_output,
                            p->opts.output_ud, p->opts.quiet, err, errlen) != 0)

@@ -44,6 +44,8 @@ typedef struct sky_pool_options {
     const sky_image *image;     /* set up on every node before workers start; may be NULL */
     const sky_volume *volumes;  /* mounted (or copied) on every node; see node_setup.h */
     size_t nvolumes;
+    const char *accelerator;    /* "L4", "H100:8": only nodes with those GPUs are used,
+                                   each worker gets its own slice (accelerators.h) */
     const char *name;           /* for messages; default "pool" */
     int quiet;                  /* do not forward worker output */
     /* Where worker output goes (default: stdout/stderr, "[node N] " before each line). */

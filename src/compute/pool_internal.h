@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "compute/accelerators.h"
 #include "compute/calls.h"
 #include "compute/pool.h"
 #include "compute/provider.h"
@@ -83,6 +84,8 @@ struct sky_pool {
     sky_node *nodes;
     int nnodes, per_node;
     sky_node_setup *setup;      /* image and volumes (node_setup.h) */
+    sky_gpu **gpus;             /* per node, with an accelerator: its GPUs */
+    int **gpu_chosen, *ngpu_chosen; /* per node: positions in gpus[n] the pool uses */
     worker *workers;
     int nworkers;
     sky_call_table calls;

@@ -85,6 +85,13 @@ void sky_pool_free(sky_pool *p)
         if (p->hosts)
             free(p->hosts[n]);
     }
+    for (int n = 0; p->gpus && n < p->nnodes; n++) {
+        free(p->gpus[n]);
+        free(p->gpu_chosen[n]);
+    }
+    free(p->gpus);
+    free(p->gpu_chosen);
+    free(p->ngpu_chosen);
     free(p->facts);
     free(p->facts_len);
     free(p->hosts);

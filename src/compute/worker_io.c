@@ -150,13 +150,48 @@ static void reset_worker_buffers(worker *w)
     w->head = w->count = 0;
 }
 
+/* The GPUs worker w runs with: positions into p->gpus[node]. */
+static int worker_gpus(const sky_pool *p, const worker *w, int *out)
+{
+    if (!p->ngpu_chosen || !p->ngpu_chosen[w->node])
+        return 0;
+    return sky_accel_slice(p->gpu_chosen[w->node], p->ngpu_chosen[w->node], w->index, p->per_node, out);
+}
+
+/* The worker's environment: the image's, and its GPUs for CUDA. */
+static const char **worker_env(const sky_pool *p, const worker *w, sky_buf *cuda)
+{
+    const char *const *image = sky_node_setup_env(p->setup);
+    size_t n = 0;
+    while (image && image[n])
+        n++;
+    const char **env = sky_xcalloc(n + 3, sizeof *env);
+    for (size_t i = 0; i < n; i++)
+        env[i] = image[i];
+    int gpus[SKY_MAX_NODE_GPUS];
+    int k = worker_gpus(p, w, gpus);
+    if (k > 0) {
+        sky_buf_append_str(cuda, "CUDA_VISIBLE_DEVICES=");
+        for (int i = 0; i < k; i++)
+            sky_buf_printf(cuda, "%s%d", i ? "," : "", gpus[i]);
+        env[n++] = sky_buf_cstr(cuda);
+        env[n++] = "CUDA_DEVICE_ORDER=PCI_BUS_ID";
+    }
+    return env;
+}
+
 int pool_spawn(sky_pool *p, worker *w, char *err, size_t errlen)
 {
     reset_worker_buffers(w);
     const char *argv[] = { p->node_worker ? p->node_worker[w->node] : p->worker_path, NULL };
-    sky_spawn spec = { .argv = argv, .env = sky_node_setup_env(p->setup) };
+    sky_buf cuda = SKY_BUF_INIT;
+    const char **env = worker_env(p, w, &cuda);
+    sky_spawn spec = { .argv = argv, .env = env };
     char why[400];
-    if (p->provider->spawn(p->provider, &p->nodes[w->node], &spec, &w->proc, why, sizeof why) != 0) {
+    int rc = p->provider->spawn(p->provider, &p->nodes[w->node], &spec, &w->proc, why, sizeof why);
+    free(env);
+    sky_buf_free(&cuda);
+    if (rc != 0) {
         snprintf(err, errlen, "cannot start worker %d: %s", w->index, why);
         w->state = W_DEAD;
         return -1;
@@ -277,6 +312,23 @@ static int handle_hello(sky_pool *p, worker *w, const wire_frame *f, char *err, 
     lua_setfield(T, -2, "node_name");
     lua_pushstring(T, p->nodes[w->node].workdir);
     lua_setfield(T, -2, "workdir");
+    int gpus[SKY_MAX_NODE_GPUS];
+    int ngpus = worker_gpus(p, w, gpus);
+    if (ngpus > 0) {
+        lua_createtable(T, ngpus, 0);
+        for (int i = 0; i < ngpus; i++) {
+            const sky_gpu *g = &p->gpus[w->node][gpus[i]];
+            lua_createtable(T, 0, 3);
+            lua_pushstring(T, g->model);
+            lua_setfield(T, -2, "name");
+            lua_pushstring(T, g->bus);
+            lua_setfield(T, -2, "bus");
+            lua_pushinteger(T, gpus[i]);
+            lua_setfield(T, -2, "index");
+            lua_rawseti(T, -2, i + 1);
+        }
+        lua_setfield(T, -2, "accelerators");
+    }
     const char *inc = sky_node_setup_include_dir(p->setup, w->node);
     if (inc[0]) {
         lua_pushfstring(T, "%s/?.lua;%s/?/init.lua", inc, inc);

@@ -232,6 +232,9 @@ static int pool_new(lua_State *L)
     lua_getfield(L, 1, "quiet");
     o.quiet = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    lua_getfield(L, 1, "accelerator");
+    o.accelerator = lua_tostring(L, -1);   /* kept by the spec */
+    lua_pop(L, 1);
     sky_image image;
     image_from_spec(L, 1, &image);
     o.image = &image;

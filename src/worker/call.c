@@ -272,6 +272,11 @@ int worker_setup(struct worker *w, const uint8_t *body, size_t len, char *why, s
     }
     if (package_path)
         prepend_package_path(L, package_path);
+    /* The GPUs the pool gave this worker: instance_info().accelerators. */
+    if (lua_getfield(L, 1, "accelerators") == LUA_TTABLE)
+        lua_setfield(L, LUA_REGISTRYINDEX, SKY_WORKER_GPUS_KEY);
+    else
+        lua_pop(L, 1);
     rc = 0;
 done:
     lua_settop(L, 0);

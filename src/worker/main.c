@@ -4,6 +4,7 @@
  *   skyrun-worker --version   prints its version, protocol and Lua version
  *   skyrun-worker             speaks frames on stdin/stdout (see wire.h)
  *   skyrun-worker --keeper …  the node's keeper (keeper.c)
+ *   skyrun-worker --gpus      the node's GPUs, one "BUS<TAB>MODEL" per line
  *
  * It says HELLO with the node's facts, takes SETUP, then answers each CALL
  * with RESULT or ERROR, streaming what the call prints as OUTPUT. It exits
@@ -236,8 +237,16 @@ int main(int argc, char **argv)
     }
     if (argc >= 2 && strcmp(argv[1], "--keeper") == 0)
         return keeper_main(argc, argv);
+    if (argc == 2 && strcmp(argv[1], "--gpus") == 0) {
+        /* The node's GPUs, one per line: bus id, a tab, the model. */
+        struct gpu gpus[SKY_MAX_GPUS];
+        int n = sky_gpus(gpus, SKY_MAX_GPUS);
+        for (int i = 0; i < n; i++)
+            printf("%s\t%s\n", gpus[i].bus, gpus[i].model);
+        return 0;
+    }
     if (argc != 1) {
-        fprintf(stderr, "usage: skyrun-worker [--version | --keeper NODE_DIR]\n"
+        fprintf(stderr, "usage: skyrun-worker [--version | --gpus | --keeper NODE_DIR]\n"
                         "  with no argument it speaks the skyrun protocol on stdin/stdout\n");
         return WORKER_EXIT_USAGE;
     }

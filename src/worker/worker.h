@@ -52,6 +52,13 @@ void channel_take_output(struct channel *ch);
 int channel_flush(struct channel *ch);
 
 /* sky_module.c */
+#define SKY_MAX_GPUS 64
+#define SKY_WORKER_GPUS_KEY "skyrun.worker.gpus"   /* registry: this worker's GPUs (SETUP) */
+struct gpu {
+    char bus[64];         /* "0000:3b:00.0" */
+    char model[200];      /* "NVIDIA H100 80GB HBM3" */
+};
+int sky_gpus(struct gpu *out, int max);
 void sky_module_open(lua_State *L, struct worker_place *place);
 /* Pushes the node's facts table (hostname, pid, cores, memory, accelerators, lua). */
 void sky_push_facts(lua_State *L);
