@@ -281,6 +281,8 @@ fail:
 
 int sky_node_setup_needs_mounts(const sky_node_setup *s) { return s && s->nvolumes > 0; }
 
+int sky_node_setup_wants_c_modules(const sky_node_setup *s) { return s && s->napt > 0; }
+
 const char *const *sky_node_setup_env(const sky_node_setup *s)
 {
     return s ? (const char *const *)s->env : NULL;

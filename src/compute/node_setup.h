@@ -61,6 +61,9 @@ sky_node_setup *sky_node_setup_new(const sky_image *image, const sky_volume *vol
 int sky_node_setup_run(sky_node_setup *s, sky_provider *pr, sky_node *nodes, int nnodes,
                        sky_setup_output out, void *out_ud, int quiet, char *err, size_t errlen);
 
+/* Whether workers should load C modules: the image names apt packages. */
+int sky_node_setup_wants_c_modules(const sky_node_setup *s);
+
 /* Which worker binary each node runs: dynamic (loads the node's Lua C
  * modules) where `dynamic --version` starts there, else static (runs on any
  * C library). out[i] points at one of the two. dynamic may be NULL. */

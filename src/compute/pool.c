@@ -268,9 +268,13 @@ sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_Stat
     if (sky_node_setup_run(p->setup, p->provider, p->nodes, p->nnodes, p->opts.on_output,
                            p->opts.output_ud, p->opts.quiet, err, errlen) != 0)
         goto fail;
+    /* An image that installs native packages wants its C modules: the
+     * dynamic worker where it starts. Otherwise the static one, the
+     * smallest (docs/PERFORMANCE.md), which runs on any C library. */
     p->node_worker = sky_xcalloc((size_t)p->nnodes, sizeof *p->node_worker);
     sky_node_setup_choose_worker(p->setup, p->provider, p->nodes, p->nnodes, p->worker_path,
-                                 p->dynamic_path, p->node_worker);
+                                 sky_node_setup_wants_c_modules(p->setup) ? p->dynamic_path : NULL,
+                                 p->node_worker);
     p->creating = 1;
     for (int i = 0; i < p->nworkers; i++)
         if (pool_spawn(p, &p->workers[i], err, errlen) != 0)

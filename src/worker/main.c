@@ -200,8 +200,9 @@ static int c_module_refused(lua_State *L)
 static int c_searcher_refused(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
-    lua_pushfstring(L, "\n\tno C module '%s': this node runs the static skyrun-worker, which cannot "
-                       "load C modules (the dynamic one did not start on this node)", name);
+    lua_pushfstring(L, "\n\tno C module '%s': this worker is the static skyrun-worker, which cannot "
+                       "load C modules (a pool whose sky.image names apt packages runs the dynamic "
+                       "one where the node's C library allows it)", name);
     return 1;
 }
 

@@ -1,7 +1,7 @@
--- Lua C modules on workers: a function can `require` a C module installed
--- on its node (Debian's lua-cjson, lua-lpeg) through the dynamic worker;
--- where only the static worker can run, or a module is missing, the error
--- names the module and why.
+-- Lua C modules on workers: a function of a pool whose image names apt
+-- packages can `require` a C module installed on its node (Debian's
+-- lua-cjson, lua-lpeg) through the dynamic worker; where the static worker
+-- runs, or a module is missing, the error names the module and why.
 package.path = os.getenv("SKYRUN_SOURCE_DIR") .. "/tests/lua/?.lua;" .. package.path
 local t = require "testlib"
 local sky = require "sky"
@@ -18,7 +18,7 @@ t.test("a function requires C modules installed on its node (lua-cjson, lua-lpeg
   if not (installed("cjson") and installed("lpeg")) then
     error("lua-cjson and lua-lpeg must be installed for this test (scripts/install-deps.sh installs them)")
   end
-  local pool <close> = sky.compute {}
+  local pool <close> = sky.compute { image = sky.image { apt = { "lua-cjson", "lua-lpeg" } } }
   local json, match = pool:run(sky.fn(function()
     local cjson, lpeg = require "cjson", require "lpeg"
     return cjson.encode({ answer = 42 }), lpeg.match(lpeg.C(lpeg.R("az") ^ 1), "skyrun!")
@@ -38,10 +38,9 @@ t.test("the static worker refuses C modules, naming the module and why", functio
     print("  (the sanitizer build has no static worker: nothing to check)")
     return
   end
-  local static = os.getenv("SKYRUN_BUILD_DIR") .. "/skyrun-worker"
-  local pool <close> = sky.compute { worker = static }   -- a worker named by the user runs as it is
+  local pool <close> = sky.compute {}   -- no native packages in the image: the static worker
   t.raises(function() return sky.fn(function() return require "cjson" end)() >> pool end,
-    "no C module 'cjson'", "static skyrun-worker")
+    "no C module 'cjson'", "static skyrun-worker", "names apt packages")
   t.raises(function() return sky.fn(function() return package.loadlib("x.so", "f") end)() >> pool end,
     "statically linked")
 end)

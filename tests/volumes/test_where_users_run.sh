@@ -35,8 +35,8 @@ make_chroot() {
   mknod -m 666 "$CHROOT/dev/null" c 1 3
   copy_with_libs "$SKYRUN"
   copy_with_libs "$WORKER"
-  # A dynamic worker that cannot start on this "node": the pool must fall
-  # back to the static one.
+  # A dynamic worker that cannot start on this "node": a pool whose image
+  # asks for it must fall back to the static one.
   printf '#!/bin/sh\necho "cannot run here" >&2\nexit 127\n' >"$CHROOT$WORKER-dynamic"
   chmod 755 "$CHROOT$WORKER-dynamic"
   local tool
@@ -57,7 +57,8 @@ if bucket then
                            storage = st, mode = mode } }
 end
 do
-  local pool <close> = sky.compute { provider = sky.providers.localhost { nodes = 2 }, volumes = volumes }
+  local pool <close> = sky.compute { provider = sky.providers.localhost { nodes = 2 }, volumes = volumes,
+                                     image = sky.image { apt = arg[4] and { arg[4] } or nil } }
   print(sky.fn(function(x) return x * 7 end)(6) >> pool)
   local ok, err = pcall(function() return sky.fn(function() return require "cjson" end)() >> pool end)
   if not ok and tostring(err):find("static skyrun-worker", 1, true) then print("static worker") end
@@ -88,6 +89,7 @@ test_a_mount_point_such_a_user_may_not_create_is_named() {
 }
 
 test_a_pool_runs_inside_a_chroot() {
+  # (dpkg-query is missing in this chroot: the image asks for no package)
   expect_exit 0 in_chroot
   expect_in "$WORK/out" "42"
   # (sanitizer builds have no static worker to fall back to)
