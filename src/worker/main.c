@@ -13,9 +13,9 @@
  * diagnostic on stderr). It links only Lua, lz4 and libc, so it can be
  * copied to any Linux node of the same architecture.
  *
- * Throughput: input is read in large chunks, every complete frame in the
- * buffer is handled, and the answers are written together once the buffer
- * holds no more complete frames.
+ * Throughput: the input thread (inbox.c) reads in large chunks and hands
+ * over every complete frame at once; the answers are written together once
+ * those are handled.
  */
 #include "worker/worker.h"
 #include "skyrun_config.h"
@@ -29,10 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define READ_CHUNK (64u * 1024u)
-/* How long a worker waits for its host to say anything before SETUP. */
-#define SETUP_WAIT_MS 60000
 
 enum step { STEP_GO_ON, STEP_BYE, STEP_BAD };
 
@@ -105,8 +101,8 @@ static enum step handle_frame(struct worker *w, const wire_frame *f)
     return STEP_GO_ON;
 }
 
-/* Handles every complete frame at the front of `in`, drops them from it. */
-static enum step handle_buffered(struct worker *w, sky_buf *in, sky_buf *scratch, int *setup_seen)
+/* Handles every frame of `in` (decompressed by the inbox), in order. */
+static enum step handle_frames(struct worker *w, sky_buf *in, sky_buf *scratch)
 {
     size_t off = 0;
     enum step step = STEP_GO_ON;
@@ -115,38 +111,28 @@ static enum step handle_buffered(struct worker *w, sky_buf *in, sky_buf *scratch
         size_t used;
         wire_err err;
         int rc = wire_frame_next(in->data + off, in->len - off, scratch, &f, &used, &err);
-        if (rc == WIRE_AGAIN)
-            break;
-        if (rc == WIRE_EBAD) {
-            diagnose("malformed frame from host at input byte offset %zu: %s", off, err.msg);
-            step = STEP_BAD;
-            break;
-        }
+        if (rc != WIRE_OK)
+            break;   /* the inbox only passes whole, checked frames */
         off += used;
-        if (f.type == WIRE_SETUP)
-            *setup_seen = 1;
         step = handle_frame(w, &f);
     }
-    sky_buf_consume(in, off);
+    sky_buf_reset(in);
     return step;
-}
-
-static int wait_ms(const struct worker *w, int setup_seen)
-{
-    if (!setup_seen)
-        return SETUP_WAIT_MS;
-    if (w->place.heartbeat <= 0)
-        return -1;
-    double ms = w->place.heartbeat * 1000.0;
-    return ms > 2e9 ? 2000000000 : (int)ms;
 }
 
 static void serve(struct worker *w)
 {
     sky_buf in = SKY_BUF_INIT, scratch = SKY_BUF_INIT;
-    int setup_seen = 0, status = WORKER_EXIT_OK;
+    int status = WORKER_EXIT_OK;
     for (;;) {
-        enum step step = handle_buffered(w, &in, &scratch, &setup_seen);
+        int rc = inbox_wait(&w->inbox, &in);
+        if (rc != 0) {
+            if (rc < 0 || w->inbox.why[0])
+                diagnose("%s", w->inbox.why);
+            status = rc < 0 ? WORKER_EXIT_PROTOCOL : WORKER_EXIT_OK;
+            break;
+        }
+        enum step step = handle_frames(w, &in, &scratch);
         if (channel_flush(&w->ch) < 0) {
             diagnose("the host closed its end of the channel");
             status = WORKER_EXIT_PROTOCOL;
@@ -156,26 +142,6 @@ static void serve(struct worker *w)
             status = step == STEP_BYE ? WORKER_EXIT_OK : WORKER_EXIT_PROTOCOL;
             break;
         }
-        struct pollfd p = { .fd = w->ch.in_fd, .events = POLLIN };
-        int timeout = wait_ms(w, setup_seen);
-        int rc = poll(&p, 1, timeout);
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc == 0) {
-            diagnose("no word from the host for %.1f s; exiting", timeout / 1000.0);
-            status = WORKER_EXIT_HEARTBEAT;
-            break;
-        }
-        sky_buf_reserve(&in, READ_CHUNK);
-        ssize_t n = read(w->ch.in_fd, in.data + in.len, in.cap - in.len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (in.len > 0)
-                diagnose("input ended inside a frame (%zu bytes left over)", in.len);
-            break;
-        }
-        in.len += (size_t)n;
     }
     sky_buf_free(&in);
     sky_buf_free(&scratch);
@@ -271,6 +237,10 @@ int main(int argc, char **argv)
     w.codec = wire_codec_new(w.L, WIRE_CODEC_ADOPT_METATABLES);
     if (channel_start_drain(&w.ch) < 0) {
         diagnose("cannot start the output thread");
+        return WORKER_EXIT_PROTOCOL;
+    }
+    if (inbox_start(&w.inbox, &w.ch) < 0) {
+        diagnose("cannot start the input thread");
         return WORKER_EXIT_PROTOCOL;
     }
     if (send_hello(&w) < 0) {

@@ -2,6 +2,8 @@
  * worker: the parts of skyrun-worker, shared between its files.
  *
  *   main.c       arguments, the protocol loop (frames in, frames out), exit
+ *   inbox.c      the input thread: PING and CANCEL answered at once, the
+ *                other frames handed to the main thread, heartbeat silence
  *   channel.c    the protocol channel: fds moved off 0/1, captured stdout
  *                forwarded live as OUTPUT by a drain thread, ordered writes
  *   call.c       SETUP, DEFINE and CALL: run a function with timeout and
@@ -50,6 +52,28 @@ void channel_send_after_output(struct channel *ch, uint8_t type, const void *bod
 void channel_take_output(struct channel *ch);
 /* Writes pending frames now. Returns -1 if the host is gone. */
 int channel_flush(struct channel *ch);
+/* Appends a frame and writes everything pending at once (any thread). */
+void channel_send_now(struct channel *ch, uint8_t type, const void *body, size_t len);
+
+/* inbox.c: the input thread. */
+struct inbox {
+    struct channel *ch;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    sky_buf ready;            /* decompressed frames for the main thread, in order */
+    uint64_t *queued, *cancelled;  /* CALL ids arrived and not started / given back */
+    size_t nqueued, capqueued, ncancelled, capcancelled;
+    double heartbeat_ms;      /* -1 until SETUP; 0: no limit */
+    int ended, bad;
+    char why[300];
+};
+int inbox_start(struct inbox *ib, struct channel *ch);
+/* Waits for frames: 0 with them swapped into out, 1 at the end of input,
+ * -1 after a malformed frame (ib->why). */
+int inbox_wait(struct inbox *ib, sky_buf *out);
+/* The main thread is about to run CALL id: 0 when the host took it back. */
+int inbox_start_call(struct inbox *ib, uint64_t id);
+void inbox_set_heartbeat(struct inbox *ib, double seconds);
 
 /* sky_module.c */
 #define SKY_MAX_GPUS 64
@@ -68,6 +92,7 @@ struct worker {
     lua_State *L;
     wire_codec *codec;
     struct channel ch;
+    struct inbox inbox;
     struct worker_place place;
     sky_buf body;            /* scratch for message bodies */
 };
