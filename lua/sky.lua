@@ -300,29 +300,171 @@ end
 
 sky.providers = {}
 
---- sky.providers.localhost{ nodes = N, workers = W } — local process groups.
+--- sky.providers.localhost{ nodes = N, workers = W } — nodes on this machine.
 function sky.providers.localhost(opts)
   opts = opts or {}
   return { type = "localhost", nodes = opts.nodes, workers = opts.workers }
 end
 
---- sky.compute{ provider =, nodes =, workers =, retries =, timeout = } -> pool.
+-- Options tables are checked by name: a typo is an error, never a default.
+local function check_keys(what, opts, known, level)
+  if type(opts) ~= "table" then
+    error(("%s: expected a table of options, got %s"):format(what, type(opts)), level + 1)
+  end
+  for k in pairs(opts) do
+    if not known[k] then
+      local names = {}
+      for name in pairs(known) do names[#names + 1] = name end
+      table.sort(names)
+      error(("%s: unknown option '%s' (known: %s)"):format(what, tostring(k), table.concat(names, ", ")),
+        level + 1)
+    end
+  end
+end
+
+-- A string or a list of strings, as a list.
+local function strings(what, v, level)
+  if v == nil then return {} end
+  if type(v) == "string" then return { v } end
+  if type(v) ~= "table" then
+    error(("%s: expected a string or a list of strings, got %s"):format(what, type(v)), level + 1)
+  end
+  local out = {}
+  for i, s in ipairs(v) do
+    if type(s) ~= "string" then
+      error(("%s[%d]: expected a string, got %s"):format(what, i, type(s)), level + 1)
+    end
+    out[i] = s
+  end
+  return out
+end
+
+local Volume, Image = {}, {}
+Volume.__index, Image.__index = Volume, Image
+Volume.__tostring = function(v)
+  return ("sky.volume (s3://%s/%s at %s, %s, %s)"):format(v.bucket, v.prefix, v.mount,
+    v.read_only and "read-only" or "writable", v.mode)
+end
+
+--- sky.volume{ bucket =, prefix = "", mount =, read_only = true, storage =, mode = "mount" }
+--- An S3 prefix seen as a folder on every node of a pool it is given to
+--- (sky.compute{ volumes = {…} }): mounted with s3fs ("mount"), or copied
+--- there before workers start and, when writable, back at teardown
+--- ("copy", for nodes without FUSE). storage: a sky.storage object
+--- (default: sky.storage.s3{} from the environment and profiles).
+function sky.volume(opts)
+  check_keys("sky.volume", opts, { bucket = true, prefix = true, mount = true, read_only = true,
+    storage = true, mode = true }, 2)
+  if type(opts.bucket) ~= "string" or opts.bucket == "" then
+    error("sky.volume: bucket (a string) is required", 2)
+  end
+  if type(opts.mount) ~= "string" then
+    error("sky.volume: mount (an absolute path, like \"/data\") is required", 2)
+  end
+  if opts.prefix ~= nil and type(opts.prefix) ~= "string" then
+    error("sky.volume: prefix must be a string", 2)
+  end
+  local mode = opts.mode or "mount"
+  if mode ~= "mount" and mode ~= "copy" then
+    error(("sky.volume: mode must be \"mount\" or \"copy\", not %q"):format(tostring(mode)), 2)
+  end
+  if opts.read_only ~= nil and type(opts.read_only) ~= "boolean" then
+    error("sky.volume: read_only must be true or false", 2)
+  end
+  local storage = opts.storage
+  if storage == nil then
+    local ok, st = pcall(sky.storage.s3, {})
+    if not ok then error("sky.volume: no storage given and the default one cannot be made: " .. tostring(st), 2) end
+    storage = st
+  end
+  return setmetatable({ bucket = opts.bucket, prefix = opts.prefix or "", mount = opts.mount,
+    read_only = opts.read_only ~= false, storage = storage, mode = mode }, Volume)
+end
+
+function sky.is_volume(v) return getmetatable(v) == Volume end
+
+--- sky.image{ apt = {…}, env = { NAME = "value" }, setup = "cmd" or {…}, includes = {…} }
+--- What every node of a pool gets before its workers start: apt packages
+--- (checked on localhost, installed elsewhere), environment for workers
+--- and setup commands, setup commands (sh -c, in order), and includes:
+--- local Lua files and folders put first on the workers' package.path.
+function sky.image(opts)
+  check_keys("sky.image", opts or {}, { apt = true, env = true, setup = true, includes = true }, 2)
+  opts = opts or {}
+  local env = {}
+  if opts.env ~= nil then
+    if type(opts.env) ~= "table" then error("sky.image: env must be a table of NAME = value", 2) end
+    local names = {}
+    for k, v in pairs(opts.env) do
+      if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then
+        error(("sky.image: env name %q is not a valid variable name"):format(tostring(k)), 2)
+      end
+      if type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean" then
+        error(("sky.image: env %s must be a string, number or boolean, got %s"):format(k, type(v)), 2)
+      end
+      names[#names + 1] = k
+    end
+    table.sort(names)
+    for _, k in ipairs(names) do env[#env + 1] = k .. "=" .. tostring(opts.env[k]) end
+  end
+  return setmetatable({
+    apt = strings("sky.image: apt", opts.apt, 2),
+    env = env,
+    setup = strings("sky.image: setup", opts.setup, 2),
+    includes = strings("sky.image: includes", opts.includes, 2),
+  }, Image)
+end
+
+function sky.is_image(v) return getmetatable(v) == Image end
+
+--- sky.accelerators.TYPE(n) -> "TYPE:n": sky.accelerators.H100(8) is "H100:8".
+sky.accelerators = setmetatable({}, { __index = function(_, kind)
+  return function(n)
+    if n == nil then return kind end
+    if math.type(n) ~= "integer" or n < 1 then
+      error(("sky.accelerators.%s: the count must be a positive integer"):format(kind), 2)
+    end
+    return kind .. ":" .. n
+  end
+end })
+
+--- sky.compute{ provider =, nodes =, workers =, retries =, timeout =, image =, volumes =,
+---              accelerator = } -> pool.
 --- Use it as `local pool <close> = sky.compute{…}`: leaving the scope in any
---- way tears the pool down.
+--- way tears the pool down (workers stopped, volumes written back and
+--- unmounted, credentials removed, node folders deleted).
 function sky.compute(opts)
   opts = opts or {}
+  check_keys("sky.compute", opts, { provider = true, nodes = true, workers = true, retries = true,
+    timeout = true, worker = true, quiet = true, image = true, volumes = true, accelerator = true }, 2)
+  if opts.accelerator ~= nil and type(opts.accelerator) ~= "string" then
+    error("sky.compute: accelerator must be a GPU type like \"L4\" or \"H100:8\" (or sky.accelerators.L4(2))", 2)
+  end
   local provider = opts.provider or sky.providers.localhost()
   if type(provider) ~= "table" or type(provider.type) ~= "string" then
     error("sky.compute: provider must come from sky.providers (e.g. sky.providers.localhost{…})", 2)
   end
+  if opts.image ~= nil and not sky.is_image(opts.image) then
+    error("sky.compute: image must come from sky.image{…}", 2)
+  end
+  local volumes = opts.volumes or {}
+  if type(volumes) ~= "table" then error("sky.compute: volumes must be a list of sky.volume{…}", 2) end
+  for i, v in ipairs(volumes) do
+    if not sky.is_volume(v) then
+      error(("sky.compute: volumes[%d] must come from sky.volume{…}, got %s"):format(i, type(v)), 2)
+    end
+  end
   local spec = {
-    provider = provider.type,
+    provider = provider,
     nodes = opts.nodes or provider.nodes or 1,
     workers = opts.workers or provider.workers or 1,
     retries = opts.retries,
     timeout = opts.timeout,
     worker = opts.worker,
     quiet = opts.quiet,
+    image = opts.image,
+    volumes = volumes,
+    accelerator = opts.accelerator,
   }
   local ok, pool = pcall(core.pool_new, spec)
   if not ok then error(pool, 2) end

@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 
 packages=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
-  liblua5.4-dev lua5.4
+  liblua5.4-dev lua5.4 lua-cjson lua-lpeg
   libcurl4-openssl-dev libssl-dev libssh2-1-dev liblz4-dev libyaml-dev
   libexpat1-dev libcmocka-dev
   file time bc s3fs fuse3 openssh-server openssh-client awscli iproute2 procps psmisc

@@ -86,9 +86,10 @@ int main(int argc, char **argv)
     if (!code && i >= argc)
         return usage_error("no script given", NULL);
 
-    sky_host *h = sky_host_new(&opts);
+    char err[600];
+    sky_host *h = sky_host_create(&opts, err, sizeof err);
     if (!h) {
-        fprintf(stderr, "skyrun: cannot create a Lua state (out of memory)\n");
+        fprintf(stderr, "%s\n", err);
         return 1;
     }
     int rc;

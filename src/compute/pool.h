@@ -16,19 +16,36 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "compute/node_setup.h"
+#include "compute/provider.h"
 #include "util/buf.h"
 #include "wire/wire.h"
 
 typedef struct sky_pool sky_pool;
 
+#define SKY_POOL_MAX_NODES 1024
+#define SKY_POOL_MAX_WORKERS 1024      /* per node */
+#define SKY_POOL_DEFAULT_RETRIES 3
+#define SKY_POOL_MAX_RETRIES 100
+#define SKY_POOL_DEFAULT_START_TIMEOUT 30.0
+
+/* Start from sky_pool_options_init(): it sets every default. */
 typedef struct sky_pool_options {
-    const char *provider;       /* "localhost" (the only one so far) */
-    int nodes;                  /* default 1 */
-    int workers;                /* per node; default 1 */
-    int retries;                /* times a call whose worker was lost is retried; default 3 */
+    sky_provider *provider;     /* taken over by the pool (freed with it, also on
+                                   failure); NULL: the localhost provider */
+    int nodes;                  /* 1 … SKY_POOL_MAX_NODES; default 1 */
+    int workers;                /* per node, 1 … SKY_POOL_MAX_WORKERS; default 1 */
+    int retries;                /* extra attempts for a call whose worker was lost
+                                   (never for a call that raised): 0 … SKY_POOL_MAX_RETRIES;
+                                   default SKY_POOL_DEFAULT_RETRIES */
     double timeout;             /* default per-call timeout in seconds; 0 = none */
     double start_timeout;       /* seconds for every worker to say HELLO; default 30 */
     const char *worker_path;    /* NULL: find skyrun-worker (see sky_pool_find_worker) */
+    const sky_image *image;     /* set up on every node before workers start; may be NULL */
+    const sky_volume *volumes;  /* mounted (or copied) on every node; see node_setup.h */
+    size_t nvolumes;
+    const char *accelerator;    /* "L4", "H100:8": only nodes with those GPUs are used,
+                                   each worker gets its own slice (accelerators.h) */
     const char *name;           /* for messages; default "pool" */
     int quiet;                  /* do not forward worker output */
     /* Where worker output goes (default: stdout/stderr, "[node N] " before each line). */
@@ -64,15 +81,19 @@ typedef struct sky_call_outcome {
     int attempts;
 } sky_call_outcome;
 
-/* Starts every node and worker and completes the handshake with each.
- * On failure returns NULL with a message naming node, worker and cause;
- * nothing is left running. codec supplies bytecode for DEFINE frames and
- * must outlive the pool. */
+void sky_pool_options_init(sky_pool_options *o);
+
+/* Checks the options (a message naming the bad one, e.g. "nodes must be
+ * between 1 and 1024 (got 0)"), starts every node and worker and completes
+ * the handshake with each. On failure returns NULL with a message naming
+ * node, worker and cause; nothing is left running. codec supplies bytecode
+ * for DEFINE frames and must outlive the pool. */
 sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_State *L,
                        char *err, size_t errlen);
 
 /* Stops every worker (BYE, then SIGKILL after a short grace), reaps them,
- * removes node working directories. NULL-safe, idempotent via the caller. */
+ * stops every node (its keeper undoes what was set up there and removes its
+ * folders). NULL-safe. */
 void sky_pool_free(sky_pool *p);
 
 /* The most a call's encoded function and arguments may take: a CALL frame
@@ -127,7 +148,8 @@ typedef struct sky_pool_stats {
 } sky_pool_stats;
 void sky_pool_get_stats(const sky_pool *p, sky_pool_stats *out);
 
-/* Process ids of all live worker processes (tests, diagnostics). Returns count. */
+/* Process ids of all live worker processes (tests, diagnostics; 0 where a
+ * provider has none to give). Returns count. */
 size_t sky_pool_worker_pids(const sky_pool *p, int *pids, size_t max);
 
 /* The worker binary to run: $SKYRUN_WORKER, else skyrun-worker next to the

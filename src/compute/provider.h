@@ -1,46 +1,92 @@
 /*
- * provider: how a pool gets nodes and runs workers on them.
+ * provider: how a pool gets nodes and runs processes on them.
  *
- * A provider answers four questions: which nodes exist (start_node), how to
- * run a worker on one (spawn_worker: a process speaking frames on three
- * byte streams), how to stop a node and everything on it (stop_node), and
- * how to release the provider itself (free). The pool owns the protocol;
- * providers only move processes and bytes.
+ * A provider answers a few questions: which nodes exist (start_node), how
+ * to run a program on one (spawn: a process speaking on three byte
+ * streams), how to end such a process and learn how it ended (end), how to
+ * reach the node's keeper — the node's own process that makes folders,
+ * writes credentials, mounts, and undoes all of it by itself if the host
+ * disappears (request; src/worker/keeper.c) — how to stop a node and
+ * everything on it (stop_node), and how to release the provider (free).
+ * The pool owns the protocol; node setup (images, volumes) is written once
+ * against spawn and request; providers only move processes and bytes.
+ * Nothing here is specific to one provider: a provider keeps what it needs
+ * per node behind sky_node.data.
  */
 #ifndef SKY_COMPUTE_PROVIDER_H
 #define SKY_COMPUTE_PROVIDER_H
 
 #include <stddef.h>
-#include <sys/types.h>
+
+#include "util/buf.h"
+#include "wire/control.h"
 
 typedef struct sky_node {
     int index;
     char name[64];        /* "node 0" */
+    char *host;           /* where it runs, for messages ("localhost", an address) */
     char *workdir;        /* the node's working directory (workers start there) */
-    pid_t leader;         /* localhost: process holding the node's namespace and process group */
-    pid_t pgid;           /* every process of the node is in this group */
-    int mntns_fd;         /* the node's mount namespace, or -1 when it shares the host's */
+    char *private_dir;    /* a folder of the pool on the node, outside workdir,
+                             readable by the pool's user only (credentials) */
+    int own_mounts;       /* mounts made by processes of this node are seen by
+                             this node alone (it has its own mount namespace) */
+    int shares_host_files;/* a path on the node names the same file on the host */
+    int privileged;       /* processes of the node may mount (root, or root of a
+                             user namespace) */
+    char why_shared[300]; /* when !own_mounts: what stood in the way */
+    void *data;           /* the provider's own */
 } sky_node;
 
-typedef struct sky_worker_proc {
-    pid_t pid;
-    int to_worker;        /* worker's stdin: frames from the host */
-    int from_worker;      /* worker's stdout: frames to the host */
-    int diagnostics;      /* worker's stderr */
-} sky_worker_proc;
+/* A process on a node: three byte streams (-1 when closed) and the
+ * provider's handle for it. */
+typedef struct sky_proc {
+    int to;               /* its stdin */
+    int from;             /* its stdout */
+    int diag;             /* its stderr */
+    long id;              /* a number for messages (a pid on localhost), 0 = none */
+    void *handle;         /* the provider's */
+} sky_proc;
+
+#define SKY_PROC_INIT { -1, -1, -1, 0, NULL }
+
+/* What to run. argv[0] containing '/' is a path on the node; otherwise it
+ * is looked up in the node's PATH. */
+typedef struct sky_spawn {
+    const char *const *argv;
+    const char *const *env;   /* "NAME=value" set on top of the node's environment; may be NULL */
+    const char *cwd;          /* NULL: the node's workdir */
+} sky_spawn;
 
 typedef struct sky_provider sky_provider;
 struct sky_provider {
     const char *name;
+    const char *worker_path;  /* the skyrun-worker binary on this machine; set by
+                                 the pool before any node starts */
     int (*start_node)(sky_provider *pr, sky_node *node, char *err, size_t errlen);
-    int (*spawn_worker)(sky_provider *pr, sky_node *node, const char *worker_path,
-                        sky_worker_proc *proc, char *err, size_t errlen);
+    int (*spawn)(sky_provider *pr, sky_node *node, const sky_spawn *spec, sky_proc *proc,
+                 char *err, size_t errlen);
+    /* Waits for proc to exit until deadline (a pool_now() time; already past:
+     * no wait), then kills it; reaps it, closes its streams, and describes
+     * how it ended into how ("exited with status 3", "was killed by signal
+     * 9 (Killed)"). Returns the exit status, 128 + signal, or -1 if unknown. */
+    int (*end)(sky_provider *pr, sky_node *node, sky_proc *proc, double deadline,
+               char *how, size_t howlen);
+    /* Sends one request record (wire/control.h: track, mkdirs, write, bind,
+     * umount, remove, probe) to the node's keeper and waits for its answer:
+     * 0 with *answer (valid until the next call for this node) when it is
+     * "ok", -1 with err (naming the node) otherwise. */
+    int (*request)(sky_provider *pr, sky_node *node, const sky_buf *record,
+                   const control_record **answer, char *err, size_t errlen);
     void (*stop_node)(sky_provider *pr, sky_node *node);
     void (*free)(sky_provider *pr);
 };
 
-/* Local process groups; each node in its own mount namespace where the OS
- * allows it (root or CAP_SYS_ADMIN), in the host's otherwise. */
-sky_provider *sky_provider_localhost_new(char *err, size_t errlen);
+/* Nodes on this machine (providers/localhost.c); each in its own mount
+ * namespace where the OS allows it: as root always, otherwise in a user
+ * namespace when user_namespace is set and the kernel allows one. */
+typedef struct sky_localhost_options {
+    int user_namespace;
+} sky_localhost_options;
+sky_provider *sky_provider_localhost_new(const sky_localhost_options *opts, char *err, size_t errlen);
 
 #endif

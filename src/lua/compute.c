@@ -15,9 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "compute/pool.h"
 #include "lua/bindings.h"
+#include "lua/storage.h"
 #include "util/interrupt.h"
 #include "wire/wire.h"
 
@@ -122,35 +124,133 @@ static double opt_num_field(lua_State *L, int t, const char *k, double dflt)
     return v;
 }
 
-/* core.pool_new{ provider=, nodes=, workers=, retries=, timeout=, worker=, quiet= } */
+/* The provider a pool's spec names: spec.provider is the table
+ * sky.providers.NAME{…} made. */
+static sky_provider *provider_from_spec(lua_State *L, int spec, int has_volumes, char *err, size_t errlen)
+{
+    /* Volumes need a mount namespace per node: as non-root, a user namespace. */
+    sky_localhost_options lo = { .user_namespace = has_volumes && geteuid() != 0 };
+    if (lua_getfield(L, spec, "provider") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return sky_provider_localhost_new(&lo, err, errlen);
+    }
+    int t = lua_gettop(L);
+    lua_getfield(L, t, "type");
+    const char *type = lua_tostring(L, -1);
+    sky_provider *pr = NULL;
+    if (type && strcmp(type, "localhost") == 0) {
+        pr = sky_provider_localhost_new(&lo, err, errlen);
+    } else {
+        snprintf(err, errlen, "unknown provider '%s' (known: localhost)", type ? type : "?");
+    }
+    lua_settop(L, t - 1);
+    return pr;
+}
+
+/* A NULL-terminated array of the strings in the list t[k] (pointing into
+ * Lua strings that the spec keeps alive while the pool is made). */
+static const char **string_list(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    size_t n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+    const char **v = lua_newuserdatauv(L, (n + 1) * sizeof *v, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, -2, (lua_Integer)i + 1);
+        v[i] = lua_tostring(L, -1);
+        if (!v[i])
+            luaL_error(L, "sky.compute: %s[%d] must be a string", k, (int)i + 1);
+        lua_pop(L, 1);   /* still referenced by the list */
+    }
+    v[n] = NULL;
+    lua_remove(L, -2);   /* the list; the array stays on the stack until pool_new returns */
+    return v;
+}
+
+/* spec.image (lua/sky.lua made it: lists of strings) into a sky_image. */
+static void image_from_spec(lua_State *L, int spec, sky_image *img)
+{
+    memset(img, 0, sizeof *img);
+    if (lua_getfield(L, spec, "image") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    int t = lua_gettop(L);
+    img->apt = string_list(L, t, "apt");
+    img->env = string_list(L, t, "env");
+    img->setup = string_list(L, t, "setup");
+    img->includes = string_list(L, t, "includes");
+    /* the table and the arrays stay on the stack */
+}
+
+/* spec.volumes into sky_volume records (storage: the sky.storage objects). */
+static sky_volume *volumes_from_spec(lua_State *L, int spec, size_t *n)
+{
+    *n = 0;
+    if (lua_getfield(L, spec, "volumes") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    int t = lua_gettop(L);
+    *n = lua_rawlen(L, t);
+    sky_volume *v = lua_newuserdatauv(L, (*n ? *n : 1) * sizeof *v, 0);
+    for (size_t i = 0; i < *n; i++) {
+        lua_rawgeti(L, t, (lua_Integer)i + 1);
+        int vt = lua_gettop(L);
+        memset(&v[i], 0, sizeof v[i]);
+        lua_getfield(L, vt, "bucket");
+        v[i].bucket = lua_tostring(L, -1);
+        lua_getfield(L, vt, "prefix");
+        v[i].prefix = lua_tostring(L, -1);
+        lua_getfield(L, vt, "mount");
+        v[i].mount = lua_tostring(L, -1);
+        lua_getfield(L, vt, "read_only");
+        v[i].read_only = lua_toboolean(L, -1);
+        lua_getfield(L, vt, "mode");
+        const char *mode = lua_tostring(L, -1);
+        v[i].mode = mode && strcmp(mode, "copy") == 0 ? SKY_VOLUME_COPY : SKY_VOLUME_MOUNT;
+        lua_getfield(L, vt, "storage");
+        v[i].storage = sky_lua_check_storage(L, -1);
+        lua_settop(L, vt - 1);   /* the strings stay referenced by the volume table */
+    }
+    return v;
+}
+
+/* core.pool_new{ provider = {type=…}, nodes=, workers=, retries=, timeout=, worker=, quiet=,
+ *                image = {…}, volumes = {…} }:
+ * defaults and limits are the compute layer's (sky_pool_options_init, sky_pool_new). */
 static int pool_new(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     sky_pool_options o;
-    memset(&o, 0, sizeof o);
-    lua_getfield(L, 1, "provider");
-    o.provider = luaL_optstring(L, -1, "localhost");
+    sky_pool_options_init(&o);
     lua_getfield(L, 1, "worker");
     o.worker_path = luaL_optstring(L, -1, NULL);
-    o.nodes = opt_int_field(L, 1, "nodes", 1);
-    o.workers = opt_int_field(L, 1, "workers", 1);
-    o.retries = opt_int_field(L, 1, "retries", 3);
-    o.timeout = opt_num_field(L, 1, "timeout", 0);
-    if (o.timeout < 0)
-        return luaL_error(L, "sky.compute: timeout must be 0 (none) or a positive number of seconds");
+    o.nodes = opt_int_field(L, 1, "nodes", o.nodes);
+    o.workers = opt_int_field(L, 1, "workers", o.workers);
+    o.retries = opt_int_field(L, 1, "retries", o.retries);
+    o.timeout = opt_num_field(L, 1, "timeout", o.timeout);
     lua_getfield(L, 1, "quiet");
     o.quiet = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    if (o.nodes < 1 || o.nodes > 1024)
-        return luaL_error(L, "sky.compute: nodes must be between 1 and 1024 (got %d)", o.nodes);
-    if (o.workers < 1 || o.workers > 1024)
-        return luaL_error(L, "sky.compute: workers must be between 1 and 1024 (got %d)", o.workers);
+    lua_getfield(L, 1, "accelerator");
+    o.accelerator = lua_tostring(L, -1);   /* kept by the spec */
+    lua_pop(L, 1);
+    sky_image image;
+    image_from_spec(L, 1, &image);
+    o.image = &image;
+    o.volumes = volumes_from_spec(L, 1, &o.nvolumes);
 
     wire_codec *codec = state_codec(L);
     pool_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
     *u = (pool_ud){ 0 };
     luaL_setmetatable(L, POOL_TYPE);
-    char err[600];
+    /* The spec keeps the volumes' storage objects alive as long as the pool. */
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    char err[1200];
+    o.provider = provider_from_spec(L, 1, o.nvolumes > 0, err, sizeof err);
+    if (!o.provider)
+        return luaL_error(L, "sky.compute: %s", err);
     u->pool = sky_pool_new(&o, codec, L, err, sizeof err);
     if (!u->pool)
         return luaL_error(L, "sky.compute: %s", err);

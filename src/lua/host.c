@@ -21,6 +21,7 @@
 
 struct sky_host {
     lua_State *L;
+    int borrowed;               /* L is the program's: never closed here */
     sky_host_options opts;
     char *error;
 };
@@ -95,17 +96,72 @@ static int protected_run(sky_host *h, int nargs)
     return 1;
 }
 
-sky_host *sky_host_new(const sky_host_options *opts)
+/* In protected mode: the options table the module reads, then `sky`. */
+static int open_host(lua_State *L)
 {
+    const sky_host_options *o = lua_touserdata(L, 1);
+    int own_state = lua_toboolean(L, 2);
+    if (own_state)
+        luaL_openlibs(L);
+    /* Options the module reads: sky.core consults this registry table. */
+    lua_newtable(L);
+    lua_pushinteger(L, o->progress);
+    lua_setfield(L, -2, "progress");
+    if (o->config) {
+        lua_pushstring(L, o->config);
+        lua_setfield(L, -2, "config");
+    }
+    if (o->profile) {
+        lua_pushstring(L, o->profile);
+        lua_setfield(L, -2, "profile");
+    }
+    lua_pushboolean(L, o->quiet);
+    lua_setfield(L, -2, "quiet");
+    lua_setfield(L, LUA_REGISTRYINDEX, "sky.options");
+    luaL_requiref(L, "sky", luaopen_sky, 1);   /* also the global `sky` */
+    return 0;
+}
+
+sky_host *sky_host_create(const sky_host_options *opts, char *err, size_t errlen)
+{
+    char scratch[8];
+    if (!err) {
+        err = scratch;
+        errlen = sizeof scratch;
+    }
+    err[0] = 0;
     sky_host *h = calloc(1, sizeof *h);
-    if (!h)
+    if (!h) {
+        snprintf(err, errlen, "skyrun: out of memory");
         return NULL;
+    }
     if (opts)
         h->opts = *opts;
     else
         h->opts.progress = -1;
-    h->L = luaL_newstate();
+    h->borrowed = h->opts.L != NULL;
+    if (h->borrowed)
+        h->L = h->opts.L;
+    else if (h->opts.alloc)
+        h->L = lua_newstate(h->opts.alloc, h->opts.alloc_ud);
+    else
+        h->L = luaL_newstate();
     if (!h->L) {
+        snprintf(err, errlen, "skyrun: cannot create a Lua state (out of memory)");
+        free(h);
+        return NULL;
+    }
+    lua_State *L = h->L;
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, open_host);
+    lua_pushlightuserdata(L, &h->opts);
+    lua_pushboolean(L, !h->borrowed);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        snprintf(err, errlen, "skyrun: the sky module cannot start: %s", msg ? msg : "(no message)");
+        lua_settop(L, top);
+        if (!h->borrowed)
+            lua_close(L);
         free(h);
         return NULL;
     }
@@ -113,36 +169,16 @@ sky_host *sky_host_new(const sky_host_options *opts)
         sky_log_set_level(SKY_LOG_DEBUG);
     else if (h->opts.quiet)
         sky_log_set_level(SKY_LOG_ERROR);
-
-    lua_State *L = h->L;
-    luaL_openlibs(L);
-    /* Options the module reads: sky.core consults this registry table. */
-    lua_newtable(L);
-    lua_pushinteger(L, h->opts.progress);
-    lua_setfield(L, -2, "progress");
-    if (h->opts.config) {
-        lua_pushstring(L, h->opts.config);
-        lua_setfield(L, -2, "config");
-    }
-    if (h->opts.profile) {
-        lua_pushstring(L, h->opts.profile);
-        lua_setfield(L, -2, "profile");
-    }
-    lua_pushboolean(L, h->opts.quiet);
-    lua_setfield(L, -2, "quiet");
-    lua_setfield(L, LUA_REGISTRYINDEX, "sky.options");
-
-    lua_pushcfunction(L, message_handler);
-    luaL_requiref(L, "sky", luaopen_sky, 1);   /* also the global `sky` */
-    lua_pop(L, 2);
-
     if (h->opts.handle_signals) {
         interrupt_raised = 0;
         lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, INTERRUPT_CHECK_INSTRUCTIONS);
         sky_interrupt_install();
     }
+    h->opts.L = NULL;   /* not kept: the host refers to h->L */
     return h;
 }
+
+sky_host *sky_host_new(const sky_host_options *opts) { return sky_host_create(opts, NULL, 0); }
 
 static void set_arg_table(lua_State *L, const char *script, int argc, char **argv)
 {
@@ -190,7 +226,8 @@ void sky_host_free(sky_host *h)
 {
     if (!h)
         return;
-    lua_close(h->L);   /* runs __gc of every pool still open: workers stopped */
+    if (!h->borrowed)
+        lua_close(h->L);   /* runs __gc of every pool still open: workers stopped */
     free(h->error);
     free(h);
 }

@@ -46,8 +46,9 @@ void wire_set_err(wire_err *err, const char *fmt, ...)
 const char *wire_type_name(uint8_t type)
 {
     static const char *const names[] = { NULL, "HELLO", "SETUP", "DEFINE", "CALL", "RESULT",
-                                         "ERROR", "OUTPUT", "PING", "BYE" };
-    if (type >= 1 && type <= WIRE_BYE)
+                                         "ERROR", "OUTPUT", "PING", "BYE", "PONG", "CANCEL",
+                                         "CANCELLED" };
+    if (type >= 1 && type <= WIRE_LAST_TYPE)
         return names[type];
     return NULL;
 }

@@ -181,3 +181,15 @@ int wire_output_parse(const uint8_t *p, size_t len, uint8_t *stream, const uint8
     *n = len - 1;
     return WIRE_OK;
 }
+
+void wire_id_append(sky_buf *body, uint64_t id) { sky_buf_append_u64le(body, id); }
+
+int wire_id_parse(const uint8_t *p, size_t len, uint64_t *id, wire_err *err)
+{
+    wire_reader r = { p, p + len };
+    if (len != 8 || wire_read_u64(&r, id) != WIRE_OK) {
+        wire_set_err(err, "a CANCEL or CANCELLED body is 8 bytes, not %zu", len);
+        return WIRE_EBAD;
+    }
+    return WIRE_OK;
+}

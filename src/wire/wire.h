@@ -19,7 +19,9 @@
  * Conversation: the worker speaks first (HELLO: magic, protocol version,
  * Lua version, then its facts). The host checks the versions, then sends
  * SETUP. After that the host sends DEFINE (a function prototype, once per
- * worker), CALL, PING, BYE; the worker sends RESULT, ERROR, OUTPUT.
+ * worker), CALL, PING, CANCEL, BYE; the worker sends RESULT, ERROR, OUTPUT,
+ * PONG, CANCELLED. PING and CANCEL are answered by the worker's input
+ * thread at once, also while a call runs.
  * Bytecode only ever flows host -> worker: the host never loads bytecode
  * that a worker sent (a function in a result must be one the host sent).
  */
@@ -31,7 +33,8 @@
 #include <lua.h>
 #include "util/buf.h"
 
-#define WIRE_PROTOCOL_VERSION 2u   /* 2: tables may carry a registered metatable (TAG_TABLE_MT) */
+#define WIRE_PROTOCOL_VERSION 3u   /* 2: tables may carry a registered metatable (TAG_TABLE_MT);
+                                      3: PONG, CANCEL, CANCELLED (liveness, calls moved off a busy worker) */
 #define WIRE_MAGIC "SKYRUN\0\1"        /* 8 bytes, first in HELLO */
 #define WIRE_HEADER_SIZE 6u
 #define WIRE_MAX_BODY (256u << 20)      /* 256 MiB, compressed or not */
@@ -48,7 +51,11 @@ enum wire_type {
     WIRE_OUTPUT = 7,  /* worker -> host: lines the call printed */
     WIRE_PING = 8,    /* host -> worker: heartbeat, no body */
     WIRE_BYE = 9,     /* host -> worker: finish and exit, no body */
+    WIRE_PONG = 10,   /* worker -> host: answers a PING at once, even while a call runs; no body */
+    WIRE_CANCEL = 11, /* host -> worker: u64 id of a call to give back if it has not started */
+    WIRE_CANCELLED = 12, /* worker -> host: u64 id of a call given back (it never ran there) */
 };
+#define WIRE_LAST_TYPE WIRE_CANCELLED
 
 /* Return codes of the decoders. */
 enum { WIRE_OK = 0, WIRE_AGAIN = 1, WIRE_EBAD = -1 };
@@ -204,6 +211,10 @@ void wire_error_append(sky_buf *body, uint64_t id, uint8_t kind, const char *msg
                        const char *traceback, size_t tb_len);
 int wire_error_parse(const uint8_t *p, size_t len, uint64_t *id, uint8_t *kind,
                      const char **msg, size_t *msg_len, const char **tb, size_t *tb_len, wire_err *err);
+
+/* CANCEL and CANCELLED: u64 id. */
+void wire_id_append(sky_buf *body, uint64_t id);
+int wire_id_parse(const uint8_t *p, size_t len, uint64_t *id, wire_err *err);
 
 /* OUTPUT: u8 stream (1 stdout, 2 stderr) | bytes (whole lines, except at the end of a call). */
 void wire_output_append(sky_buf *body, uint8_t stream, const void *bytes, size_t len);

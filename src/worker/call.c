@@ -138,6 +138,8 @@ int worker_call(struct worker *w, const uint8_t *body, size_t len, char *why, si
         snprintf(why, why_len, "%s", err.msg);
         return -1;
     }
+    if (!inbox_start_call(&w->inbox, id))
+        return 0;   /* the host took it back (CANCELLED was sent): it runs elsewhere */
     lua_settop(L, 0);
     lua_pushcfunction(L, capture_error);
     int n = wire_decode(w->codec, L, values, values_len, &err);
@@ -258,6 +260,7 @@ int worker_setup(struct worker *w, const uint8_t *body, size_t len, char *why, s
             goto done;
         }
         p->heartbeat = hb;
+        inbox_set_heartbeat(&w->inbox, hb);
     }
     if (p->node >= p->nodes || p->worker >= p->workers) {
         snprintf(why, why_len, "SETUP places node %lld of %lld, worker %lld of %lld (ids are 0-based)",
@@ -272,6 +275,11 @@ int worker_setup(struct worker *w, const uint8_t *body, size_t len, char *why, s
     }
     if (package_path)
         prepend_package_path(L, package_path);
+    /* The GPUs the pool gave this worker: instance_info().accelerators. */
+    if (lua_getfield(L, 1, "accelerators") == LUA_TTABLE)
+        lua_setfield(L, LUA_REGISTRYINDEX, SKY_WORKER_GPUS_KEY);
+    else
+        lua_pop(L, 1);
     rc = 0;
 done:
     lua_settop(L, 0);

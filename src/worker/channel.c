@@ -131,6 +131,14 @@ int channel_flush(struct channel *ch)
     return rc;
 }
 
+void channel_send_now(struct channel *ch, uint8_t type, const void *body, size_t len)
+{
+    pthread_mutex_lock(&ch->mu);
+    wire_frame_append(&ch->pending, type, body, len);
+    flush_locked(ch);
+    pthread_mutex_unlock(&ch->mu);
+}
+
 void channel_send_after_output(struct channel *ch, uint8_t type, const void *body, size_t len)
 {
     fflush(stdout);

@@ -3,6 +3,8 @@
  *
  *   skyrun-worker --version   prints its version, protocol and Lua version
  *   skyrun-worker             speaks frames on stdin/stdout (see wire.h)
+ *   skyrun-worker --keeper …  the node's keeper (keeper.c)
+ *   skyrun-worker --gpus      the node's GPUs, one "BUS<TAB>MODEL" per line
  *
  * It says HELLO with the node's facts, takes SETUP, then answers each CALL
  * with RESULT or ERROR, streaming what the call prints as OUTPUT. It exits
@@ -11,9 +13,9 @@
  * diagnostic on stderr). It links only Lua, lz4 and libc, so it can be
  * copied to any Linux node of the same architecture.
  *
- * Throughput: input is read in large chunks, every complete frame in the
- * buffer is handled, and the answers are written together once the buffer
- * holds no more complete frames.
+ * Throughput: the input thread (inbox.c) reads in large chunks and hands
+ * over every complete frame at once; the answers are written together once
+ * those are handled.
  */
 #include "worker/worker.h"
 #include "skyrun_config.h"
@@ -27,10 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define READ_CHUNK (64u * 1024u)
-/* How long a worker waits for its host to say anything before SETUP. */
-#define SETUP_WAIT_MS 60000
 
 enum step { STEP_GO_ON, STEP_BYE, STEP_BAD };
 
@@ -103,8 +101,8 @@ static enum step handle_frame(struct worker *w, const wire_frame *f)
     return STEP_GO_ON;
 }
 
-/* Handles every complete frame at the front of `in`, drops them from it. */
-static enum step handle_buffered(struct worker *w, sky_buf *in, sky_buf *scratch, int *setup_seen)
+/* Handles every frame of `in` (decompressed by the inbox), in order. */
+static enum step handle_frames(struct worker *w, sky_buf *in, sky_buf *scratch)
 {
     size_t off = 0;
     enum step step = STEP_GO_ON;
@@ -113,38 +111,28 @@ static enum step handle_buffered(struct worker *w, sky_buf *in, sky_buf *scratch
         size_t used;
         wire_err err;
         int rc = wire_frame_next(in->data + off, in->len - off, scratch, &f, &used, &err);
-        if (rc == WIRE_AGAIN)
-            break;
-        if (rc == WIRE_EBAD) {
-            diagnose("malformed frame from host at input byte offset %zu: %s", off, err.msg);
-            step = STEP_BAD;
-            break;
-        }
+        if (rc != WIRE_OK)
+            break;   /* the inbox only passes whole, checked frames */
         off += used;
-        if (f.type == WIRE_SETUP)
-            *setup_seen = 1;
         step = handle_frame(w, &f);
     }
-    sky_buf_consume(in, off);
+    sky_buf_reset(in);
     return step;
-}
-
-static int wait_ms(const struct worker *w, int setup_seen)
-{
-    if (!setup_seen)
-        return SETUP_WAIT_MS;
-    if (w->place.heartbeat <= 0)
-        return -1;
-    double ms = w->place.heartbeat * 1000.0;
-    return ms > 2e9 ? 2000000000 : (int)ms;
 }
 
 static void serve(struct worker *w)
 {
     sky_buf in = SKY_BUF_INIT, scratch = SKY_BUF_INIT;
-    int setup_seen = 0, status = WORKER_EXIT_OK;
+    int status = WORKER_EXIT_OK;
     for (;;) {
-        enum step step = handle_buffered(w, &in, &scratch, &setup_seen);
+        int rc = inbox_wait(&w->inbox, &in);
+        if (rc != 0) {
+            if (rc < 0 || w->inbox.why[0])
+                diagnose("%s", w->inbox.why);
+            status = rc < 0 ? WORKER_EXIT_PROTOCOL : WORKER_EXIT_OK;
+            break;
+        }
+        enum step step = handle_frames(w, &in, &scratch);
         if (channel_flush(&w->ch) < 0) {
             diagnose("the host closed its end of the channel");
             status = WORKER_EXIT_PROTOCOL;
@@ -154,26 +142,6 @@ static void serve(struct worker *w)
             status = step == STEP_BYE ? WORKER_EXIT_OK : WORKER_EXIT_PROTOCOL;
             break;
         }
-        struct pollfd p = { .fd = w->ch.in_fd, .events = POLLIN };
-        int timeout = wait_ms(w, setup_seen);
-        int rc = poll(&p, 1, timeout);
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc == 0) {
-            diagnose("no word from the host for %.1f s; exiting", timeout / 1000.0);
-            status = WORKER_EXIT_HEARTBEAT;
-            break;
-        }
-        sky_buf_reserve(&in, READ_CHUNK);
-        ssize_t n = read(w->ch.in_fd, in.data + in.len, in.cap - in.len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (in.len > 0)
-                diagnose("input ended inside a frame (%zu bytes left over)", in.len);
-            break;
-        }
-        in.len += (size_t)n;
     }
     sky_buf_free(&in);
     sky_buf_free(&scratch);
@@ -189,7 +157,19 @@ static void print_version(void)
 static int c_module_refused(lua_State *L)
 {
     return luaL_error(L, "skyrun-worker is statically linked and cannot load C modules "
-                         "(ship Lua modules with image.includes, or run a program with os.execute)");
+                         "(the node's C library did not run skyrun-worker-dynamic; ship Lua modules "
+                         "with image.includes, or run a program with os.execute)");
+}
+
+/* The C searchers' place in `require`: says why the module cannot be a C
+ * one here (Lua joins each searcher's message into "module 'x' not found"). */
+static int c_searcher_refused(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    lua_pushfstring(L, "\n\tno C module '%s': this worker is the static skyrun-worker, which cannot "
+                       "load C modules (a pool whose sky.image names apt packages runs the dynamic "
+                       "one where the node's C library allows it)", name);
+    return 1;
 }
 
 /*
@@ -197,7 +177,7 @@ static int c_module_refused(lua_State *L)
  * its C library; the price is that dlopen() of a module linked against the
  * node's own libc would put two C libraries in one process. So C modules are
  * refused with a message instead of crashing later: the C searchers of
- * `require` are removed and package.loadlib raises.
+ * `require` say why, and package.loadlib raises.
  */
 static void refuse_c_modules(lua_State *L)
 {
@@ -210,7 +190,7 @@ static void refuse_c_modules(lua_State *L)
     /* searchers: 1 preload, 2 Lua files, 3 C libraries, 4 all-in-one C */
     lua_pushnil(L);
     lua_rawseti(L, -2, 4);
-    lua_pushnil(L);
+    lua_pushcfunction(L, c_searcher_refused);
     lua_rawseti(L, -2, 3);
     lua_pop(L, 2);
 }
@@ -222,8 +202,18 @@ int main(int argc, char **argv)
         print_version();
         return 0;
     }
+    if (argc >= 2 && strcmp(argv[1], "--keeper") == 0)
+        return keeper_main(argc, argv);
+    if (argc == 2 && strcmp(argv[1], "--gpus") == 0) {
+        /* The node's GPUs, one per line: bus id, a tab, the model. */
+        struct gpu gpus[SKY_MAX_GPUS];
+        int n = sky_gpus(gpus, SKY_MAX_GPUS);
+        for (int i = 0; i < n; i++)
+            printf("%s\t%s\n", gpus[i].bus, gpus[i].model);
+        return 0;
+    }
     if (argc != 1) {
-        fprintf(stderr, "usage: skyrun-worker [--version]\n"
+        fprintf(stderr, "usage: skyrun-worker [--version | --gpus | --keeper NODE_DIR]\n"
                         "  with no argument it speaks the skyrun protocol on stdin/stdout\n");
         return WORKER_EXIT_USAGE;
     }
@@ -247,6 +237,10 @@ int main(int argc, char **argv)
     w.codec = wire_codec_new(w.L, WIRE_CODEC_ADOPT_METATABLES);
     if (channel_start_drain(&w.ch) < 0) {
         diagnose("cannot start the output thread");
+        return WORKER_EXIT_PROTOCOL;
+    }
+    if (inbox_start(&w.inbox, &w.ch) < 0) {
+        diagnose("cannot start the input thread");
         return WORKER_EXIT_PROTOCOL;
     }
     if (send_hello(&w) < 0) {

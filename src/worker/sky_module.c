@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <lauxlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -43,32 +44,54 @@ static int read_gpu_model(const char *path, char *model, size_t cap)
     return found;
 }
 
-/* Pushes { {name = "NVIDIA …"}, … } from the NVIDIA driver's /proc files;
- * an empty list where there is no such driver. */
-static void push_accelerators(lua_State *L)
+static int by_bus(const void *a, const void *b)
 {
-    lua_newtable(L);
-    const char *root = "/proc/driver/nvidia/gpus";
+    return strcmp(((const struct gpu *)a)->bus, ((const struct gpu *)b)->bus);
+}
+
+/* The node's NVIDIA GPUs, from the driver's /proc files (or from the folder
+ * $SKYRUN_GPU_INFO_DIR in the same format: fixtures for tests), sorted by
+ * bus id — the order of CUDA_DEVICE_ORDER=PCI_BUS_ID. Returns the count. */
+int sky_gpus(struct gpu *out, int max)
+{
+    const char *root = getenv("SKYRUN_GPU_INFO_DIR");
+    if (!root || !*root)
+        root = "/proc/driver/nvidia/gpus";
     DIR *d = opendir(root);
     if (!d)
-        return;
+        return 0;
     int n = 0;
     struct dirent *e;
-    while ((e = readdir(d)) && n < 64) {
+    while ((e = readdir(d)) && n < max) {
         if (e->d_name[0] == '.')
             continue;
-        char path[512], model[200];
+        char path[512];
         snprintf(path, sizeof path, "%s/%s/information", root, e->d_name);
-        if (read_gpu_model(path, model, sizeof model) < 0)
+        if (read_gpu_model(path, out[n].model, sizeof out[n].model) < 0)
             continue;
-        lua_createtable(L, 0, 2);
-        lua_pushstring(L, model);
-        lua_setfield(L, -2, "name");
-        lua_pushstring(L, e->d_name);
-        lua_setfield(L, -2, "bus");
-        lua_rawseti(L, -2, ++n);
+        snprintf(out[n].bus, sizeof out[n].bus, "%.63s", e->d_name);
+        n++;
     }
     closedir(d);
+    qsort(out, (size_t)n, sizeof *out, by_bus);
+    return n;
+}
+
+/* Pushes { {name = "NVIDIA …", bus = "0000:…"}, … }; an empty list where
+ * there is no such driver. */
+static void push_accelerators(lua_State *L)
+{
+    struct gpu gpus[SKY_MAX_GPUS];
+    int n = sky_gpus(gpus, SKY_MAX_GPUS);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, gpus[i].model);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, gpus[i].bus);
+        lua_setfield(L, -2, "bus");
+        lua_rawseti(L, -2, i + 1);
+    }
 }
 
 static void set_int(lua_State *L, const char *k, lua_Integer v)
@@ -98,6 +121,11 @@ static int sky_instance_info(lua_State *L)
 {
     struct worker_place *p = get_place(L);
     sky_push_facts(L);
+    /* The GPUs this worker was given (SETUP), when the pool asked for some. */
+    if (lua_getfield(L, LUA_REGISTRYINDEX, SKY_WORKER_GPUS_KEY) == LUA_TTABLE)
+        lua_setfield(L, -2, "accelerators");
+    else
+        lua_pop(L, 1);
     lua_pushnil(L);
     lua_setfield(L, -2, "lua");
     set_int(L, "node", p->node);

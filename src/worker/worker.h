@@ -2,11 +2,15 @@
  * worker: the parts of skyrun-worker, shared between its files.
  *
  *   main.c       arguments, the protocol loop (frames in, frames out), exit
+ *   inbox.c      the input thread: PING and CANCEL answered at once, the
+ *                other frames handed to the main thread, heartbeat silence
  *   channel.c    the protocol channel: fds moved off 0/1, captured stdout
  *                forwarded live as OUTPUT by a drain thread, ordered writes
  *   call.c       SETUP, DEFINE and CALL: run a function with timeout and
  *                traceback, answer RESULT or ERROR
  *   sky_module.c the worker-side `sky` module and the node's facts (HELLO)
+ *   keeper.c     `--keeper`: a node's own process (namespace, process
+ *                group, processes started for the host, cleanup)
  */
 #ifndef SKY_WORKER_H
 #define SKY_WORKER_H
@@ -48,8 +52,37 @@ void channel_send_after_output(struct channel *ch, uint8_t type, const void *bod
 void channel_take_output(struct channel *ch);
 /* Writes pending frames now. Returns -1 if the host is gone. */
 int channel_flush(struct channel *ch);
+/* Appends a frame and writes everything pending at once (any thread). */
+void channel_send_now(struct channel *ch, uint8_t type, const void *body, size_t len);
+
+/* inbox.c: the input thread. */
+struct inbox {
+    struct channel *ch;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    sky_buf ready;            /* decompressed frames for the main thread, in order */
+    uint64_t *queued, *cancelled;  /* CALL ids arrived and not started / given back */
+    size_t nqueued, capqueued, ncancelled, capcancelled;
+    double heartbeat_ms;      /* -1 until SETUP; 0: no limit */
+    int ended, bad;
+    char why[300];
+};
+int inbox_start(struct inbox *ib, struct channel *ch);
+/* Waits for frames: 0 with them swapped into out, 1 at the end of input,
+ * -1 after a malformed frame (ib->why). */
+int inbox_wait(struct inbox *ib, sky_buf *out);
+/* The main thread is about to run CALL id: 0 when the host took it back. */
+int inbox_start_call(struct inbox *ib, uint64_t id);
+void inbox_set_heartbeat(struct inbox *ib, double seconds);
 
 /* sky_module.c */
+#define SKY_MAX_GPUS 64
+#define SKY_WORKER_GPUS_KEY "skyrun.worker.gpus"   /* registry: this worker's GPUs (SETUP) */
+struct gpu {
+    char bus[64];         /* "0000:3b:00.0" */
+    char model[200];      /* "NVIDIA H100 80GB HBM3" */
+};
+int sky_gpus(struct gpu *out, int max);
 void sky_module_open(lua_State *L, struct worker_place *place);
 /* Pushes the node's facts table (hostname, pid, cores, memory, accelerators, lua). */
 void sky_push_facts(lua_State *L);
@@ -59,11 +92,15 @@ struct worker {
     lua_State *L;
     wire_codec *codec;
     struct channel ch;
+    struct inbox inbox;
     struct worker_place place;
     sky_buf body;            /* scratch for message bodies */
 };
 int worker_setup(struct worker *w, const uint8_t *body, size_t len, char *why, size_t why_len);
 int worker_define(struct worker *w, const uint8_t *body, size_t len, char *why, size_t why_len);
 int worker_call(struct worker *w, const uint8_t *body, size_t len, char *why, size_t why_len);
+
+/* keeper.c */
+int keeper_main(int argc, char **argv);
 
 #endif

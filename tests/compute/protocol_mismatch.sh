@@ -23,6 +23,6 @@ set -e
 cat "$TMP/err"
 [ "$status" -eq 1 ] || fail "exit status $status, expected 1"
 grep -q "protocol 9" "$TMP/err" || fail "the error does not name the worker's protocol"
-grep -q "host speaks protocol 2" "$TMP/err" || fail "the error does not name the host's protocol"
+grep -q "host speaks protocol 3" "$TMP/err" || fail "the error does not name the host's protocol"
 grep -q "node 0 worker 0" "$TMP/err" || fail "the error does not name the worker"
 echo "ok - protocol mismatch is a clear error"

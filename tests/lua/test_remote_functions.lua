@@ -309,19 +309,6 @@ t.test("retries of a call whose worker keeps dying are bounded", function()
   t.eq(square(6) >> few, 36)   -- the pool replaced its workers and goes on
 end)
 
-t.test("a fully static worker refuses C modules with a clear message", function()
-  local try = sky.fn(function()
-    local ok, err = pcall(package.loadlib, "libc.so.6", "*")
-    return ok, tostring(err), package.cpath
-  end)
-  local ok, err, cpath = pool:run(try())
-  if os.getenv("SKYRUN_SANITIZE") == "1" then
-    print("skipped: sanitizer builds link the worker dynamically")
-    return
-  end
-  t.eq(ok, false)
-  t.contains(err, "statically linked and cannot load C modules")
-  t.eq(cpath, "")
-end)
+-- (C modules: tests/lua/test_c_modules.lua)
 
 t.run()

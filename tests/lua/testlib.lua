@@ -71,6 +71,7 @@ function M.contains(haystack, needle, what)
   end
 end
 
+-- M.after, when set, runs once all tests have run (cleanup).
 function M.run()
   local passed, failed = 0, 0
   for _, t in ipairs(tests) do
@@ -84,6 +85,7 @@ function M.run()
     end
   end
   print(("%d passed, %d failed"):format(passed, failed))
+  if M.after then M.after() end
   os.exit(failed == 0 and 0 or 1)
 end
 
