@@ -436,7 +436,7 @@ end })
 function sky.compute(opts)
   opts = opts or {}
   check_keys("sky.compute", opts, { provider = true, nodes = true, workers = true, retries = true,
-    timeout = true, worker = true, quiet = true, image = true, volumes = true, accelerator = true }, 2)
+    timeout = true, worker = true, quiet = true, image = true, volumes = true, accelerator = true, heartbeat = true }, 2)
   if opts.accelerator ~= nil and type(opts.accelerator) ~= "string" then
     error("sky.compute: accelerator must be a GPU type like \"L4\" or \"H100:8\" (or sky.accelerators.L4(2))", 2)
   end
@@ -465,6 +465,7 @@ function sky.compute(opts)
     image = opts.image,
     volumes = volumes,
     accelerator = opts.accelerator,
+    heartbeat = opts.heartbeat,
   }
   local ok, pool = pcall(core.pool_new, spec)
   if not ok then error(pool, 2) end

@@ -24,6 +24,7 @@ typedef struct sky_call {
     int worker;               /* index into pool->workers while in flight, else -1 */
     double started;           /* when it was written to its worker */
     int abandoned;            /* the waiter gave up (interrupt): drop the outcome */
+    int moving;               /* CANCEL sent to its worker: it may come back (CANCELLED) */
     uint64_t done_seq;        /* completion order (0 while pending) */
     uint32_t stream;          /* the stream that delivers it when done (0: none) */
     sky_call_outcome outcome;

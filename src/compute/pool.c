@@ -33,6 +33,7 @@ void sky_pool_options_init(sky_pool_options *o)
     o->workers = 1;
     o->retries = SKY_POOL_DEFAULT_RETRIES;
     o->start_timeout = SKY_POOL_DEFAULT_START_TIMEOUT;
+    o->heartbeat = SKY_POOL_DEFAULT_HEARTBEAT;
 }
 
 static int check_options(const sky_pool_options *o, char *err, size_t errlen)
@@ -47,6 +48,8 @@ static int check_options(const sky_pool_options *o, char *err, size_t errlen)
         snprintf(err, errlen, "timeout must be 0 (none) or a positive number of seconds");
     else if (!(o->start_timeout > 0))
         snprintf(err, errlen, "start_timeout must be a positive number of seconds");
+    else if (!(o->heartbeat >= 0))
+        snprintf(err, errlen, "heartbeat must be 0 (none) or a positive number of seconds");
     else
         return 0;
     return -1;
@@ -210,6 +213,7 @@ static int handshake(sky_pool *p, char *err, size_t errlen)
 sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_State *L, char *err, size_t errlen)
 {
     sky_pool *p = sky_xcalloc(1, sizeof *p);
+    pthread_mutex_init(&p->io_mu, NULL);
     p->opts = *opts;
     p->provider = opts->provider;   /* ours from here on, also on failure */
     if (!p->opts.on_output)
@@ -282,6 +286,10 @@ sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_Stat
     if (handshake(p, err, errlen) != 0)
         goto fail;
     p->creating = 0;
+    if (pool_heartbeat_start(p) != 0) {
+        snprintf(err, errlen, "cannot start the heartbeat thread");
+        goto fail;
+    }
     return p;
 fail:
     sky_pool_free(p);

@@ -28,6 +28,7 @@ typedef struct sky_pool sky_pool;
 #define SKY_POOL_DEFAULT_RETRIES 3
 #define SKY_POOL_MAX_RETRIES 100
 #define SKY_POOL_DEFAULT_START_TIMEOUT 30.0
+#define SKY_POOL_DEFAULT_HEARTBEAT 30.0
 
 /* Start from sky_pool_options_init(): it sets every default. */
 typedef struct sky_pool_options {
@@ -40,6 +41,10 @@ typedef struct sky_pool_options {
                                    default SKY_POOL_DEFAULT_RETRIES */
     double timeout;             /* default per-call timeout in seconds; 0 = none */
     double start_timeout;       /* seconds for every worker to say HELLO; default 30 */
+    double heartbeat;           /* seconds of silence after which a worker gives its host
+                                   up (and exits) and the host gives a worker up (lost);
+                                   the host pings every third of it, also while Lua code
+                                   runs; 0 = never. Default SKY_POOL_DEFAULT_HEARTBEAT */
     const char *worker_path;    /* NULL: find skyrun-worker (see sky_pool_find_worker) */
     const sky_image *image;     /* set up on every node before workers start; may be NULL */
     const sky_volume *volumes;  /* mounted (or copied) on every node; see node_setup.h */
@@ -143,6 +148,8 @@ typedef struct sky_pool_stats {
     uint64_t bytes_sent, bytes_received;
     uint64_t retries;           /* calls requeued after their worker was lost */
     uint64_t workers_lost;      /* worker processes that died or were killed */
+    uint64_t calls_moved;       /* calls given back by a worker busy with a slow call
+                                   and run on an idle one */
     uint64_t calls_held;        /* calls the pool holds now: queued, running, or done
                                    and not yet collected (released) */
 } sky_pool_stats;

@@ -17,6 +17,7 @@
 #define SKY_COMPUTE_POOL_INTERNAL_H
 
 #include <poll.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,6 +70,8 @@ typedef struct worker {
     sky_call **inflight;        /* FIFO ring of POOL_MAX_DEPTH */
     size_t head, count;
     double last_done;
+    double last_heard;          /* when bytes last came from it */
+    double last_sent;           /* when bytes last went to it (heartbeat.c) */
 } worker;
 
 struct sky_pool {
@@ -109,6 +112,12 @@ struct sky_pool {
     char last_error[1200];
     int closing;
     int creating;               /* in sky_pool_new: a failed worker fails the pool, no respawn */
+    /* heartbeat.c: a thread pings idle workers while the host runs Lua code.
+     * io_mu is held by the host's thread whenever it touches workers. */
+    pthread_mutex_t io_mu;
+    pthread_t beat_thread;
+    int beat_running;
+    volatile int beat_stop;
 };
 
 double pool_now(void);
@@ -122,12 +131,15 @@ void pool_pump(sky_pool *p, int block);
 enum { LOSE_KILL = 1, LOSE_INNOCENT = 2 };
 void pool_lose_worker(sky_pool *p, worker *w, const char *why, int flags);
 sky_call *pool_take_answered(sky_pool *p, worker *w, uint64_t id);
+/* The worker gave call id back (CANCELLED): it runs elsewhere, uncharged. */
+void pool_call_given_back(sky_pool *p, worker *w, uint64_t id);
 void pool_finish_call(sky_pool *p, sky_call *c);
 void pool_fail_call(sky_pool *p, sky_call *c, int kind, const char *msg, const char *tb);
 
 /* worker_io.c */
 int pool_spawn(sky_pool *p, worker *w, char *err, size_t errlen);
 void pool_send_call(sky_pool *p, worker *w, sky_call *c);
+void pool_send_cancel(sky_pool *p, worker *w, sky_call *c);
 void pool_read_frames(sky_pool *p, worker *w);
 void pool_read_diagnostics(sky_pool *p, worker *w);
 void pool_flush_writes(sky_pool *p, worker *w);
@@ -137,6 +149,13 @@ void pool_flush_lines(sky_pool *p, worker *w);
  * ended into how and forwards its last words (stderr, partial lines). */
 void pool_end_worker(sky_pool *p, worker *w, double deadline, char *how, size_t howlen);
 void pool_default_output(void *ud, int node, int worker, int stream, const char *line, size_t len);
+
+/* heartbeat.c */
+int pool_heartbeat_start(sky_pool *p);
+void pool_heartbeat_stop(sky_pool *p);
+/* A PING to each ready worker that has been sent nothing for a third of
+ * the heartbeat (called with io_mu held). */
+void pool_send_pings(sky_pool *p, double now);
 
 /* streams.c */
 void pool_stream_settle(sky_pool *p, sky_call *c, int ready);

@@ -14,6 +14,15 @@
  * extra attempts; a call that raised is never retried. Calls pipelined
  * behind a call that timed out are requeued without being charged.
  *
+ * Moving: calls pipelined behind a call that stalls (it has run far longer
+ * than calls usually take) are asked back (CANCEL) when another worker that
+ * may run them is idle; the worker gives back those it has not started
+ * (CANCELLED) and they run on the idle one, not charged an attempt. One it
+ * had started already finishes where it is: a call never runs twice.
+ *
+ * Liveness: a worker the host has heard nothing from for opts.heartbeat
+ * seconds (it answers PING at once, even during a long call) is lost.
+ *
  * Respawns: a lost worker is started again at once, up to POOL_MAX_RESPAWNS
  * times without completing a call in between; then its slot stays empty
  * and calls that no worker can take fail with the last loss's reason.
@@ -93,6 +102,22 @@ sky_call *pool_take_answered(sky_pool *p, worker *w, uint64_t id)
     note_service_time(p, w, c);
     w->respawns = 0;   /* it ran a call to its end (a user error is no crash) */
     return c;
+}
+
+void pool_call_given_back(sky_pool *p, worker *w, uint64_t id)
+{
+    sky_call *c = inflight_pop_id(w, id);
+    if (!c)
+        return;   /* it finished before the CANCEL arrived */
+    c->moving = 0;
+    c->worker = -1;
+    if (c->outcome.attempts > 0)
+        c->outcome.attempts--;
+    p->stats.calls_moved++;
+    if (c->abandoned)
+        pool_finish_call(p, c);
+    else
+        sky_call_queue_push_front(c->node_pin >= 0 ? &p->pinned[c->node_pin] : &p->queue, c);
 }
 
 /* ---- lost workers: retry and respawn ---------------------------------------- */
@@ -177,6 +202,11 @@ static sky_call *next_call_for(sky_pool *p, worker *w)
     return NULL;
 }
 
+static double patience(const sky_pool *p)
+{
+    return 10 * p->avg_call > STALL_MIN_SECONDS ? 10 * p->avg_call : STALL_MIN_SECONDS;
+}
+
 /* May this worker take one more call now? Nothing goes behind a call with a
  * timeout (its worker may be killed), nor behind a call that has already run
  * much longer than calls usually take (it would hold the new one hostage). */
@@ -192,8 +222,33 @@ static int can_take_more(const sky_pool *p, const worker *w, double t)
     const sky_call *tail = w->inflight[(w->head + w->count - 1) % POOL_MAX_DEPTH];
     if (tail->timeout > 0)
         return 0;
-    double patience = 10 * p->avg_call > STALL_MIN_SECONDS ? 10 * p->avg_call : STALL_MIN_SECONDS;
-    return t - head->started < patience;
+    return t - head->started < patience(p);
+}
+
+/* An idle worker (other than busy) that may run c. */
+static int idle_worker_for(const sky_pool *p, const worker *busy, const sky_call *c)
+{
+    for (int i = 0; i < p->nworkers; i++) {
+        const worker *w = &p->workers[i];
+        if (w != busy && w->state == W_READY && w->count == 0 && (c->node_pin < 0 || c->node_pin == w->node))
+            return 1;
+    }
+    return 0;
+}
+
+/* Asks back the calls queued behind a stalled call, where they could run now. */
+static void move_stalled_calls(sky_pool *p, double t)
+{
+    for (int i = 0; i < p->nworkers; i++) {
+        worker *w = &p->workers[i];
+        if (w->state != W_READY || w->count < 2 || t - w->inflight[w->head]->started < patience(p))
+            continue;
+        for (size_t k = 1; k < w->count; k++) {
+            sky_call *c = w->inflight[(w->head + k) % POOL_MAX_DEPTH];
+            if (!c->moving && idle_worker_for(p, w, c))
+                pool_send_cancel(p, w, c);
+        }
+    }
 }
 
 static void dispatch(sky_pool *p)
@@ -216,6 +271,7 @@ static void dispatch(sky_pool *p)
             break;
     }
     p->rr = (p->rr + 1) % p->nworkers;
+    move_stalled_calls(p, t);
 }
 
 /* Fails queued calls that no worker can ever take. */
@@ -255,6 +311,12 @@ static void check_deadlines(sky_pool *p)
         worker *w = &p->workers[i];
         if (w->state == W_STARTING && t - w->started_at > p->opts.start_timeout) {
             pool_lose_worker(p, w, "it did not complete the handshake in time", LOSE_KILL);
+            continue;
+        }
+        if (w->state == W_READY && p->opts.heartbeat > 0 && t - w->last_heard > p->opts.heartbeat) {
+            char why[120];
+            snprintf(why, sizeof why, "no word from it for %.1f s (heartbeat)", t - w->last_heard);
+            pool_lose_worker(p, w, why, LOSE_KILL);
             continue;
         }
         if (w->state != W_READY || !w->count)
@@ -297,6 +359,7 @@ void pool_pump(sky_pool *p, int block)
 {
     sky_sigpipe_guard guard;
     sky_sigpipe_hold(&guard);
+    pthread_mutex_lock(&p->io_mu);   /* heartbeat.c's thread stays out meanwhile */
     dispatch(p);
     int n = 0;
     for (int i = 0; i < p->nworkers; i++) {
@@ -333,9 +396,11 @@ void pool_pump(sky_pool *p, int block)
     check_deadlines(p);
     fail_unrunnable(p);
     dispatch(p);
+    pool_send_pings(p, pool_now());
     for (int i = 0; i < p->nworkers; i++)
         if (p->workers[i].state != W_DEAD)
             pool_flush_writes(p, &p->workers[i]);
+    pthread_mutex_unlock(&p->io_mu);
     sky_sigpipe_release(&guard);
 }
 

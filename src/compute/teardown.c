@@ -52,6 +52,7 @@ void sky_pool_free(sky_pool *p)
     if (!p)
         return;
     p->closing = 1;
+    pool_heartbeat_stop(p);
     if (p->workers && p->provider)
         pool_stop_workers(p);
     if (p->setup && p->nodes && p->provider)
@@ -109,5 +110,6 @@ void sky_pool_free(sky_pool *p)
     free(p->node_worker);
     if (p->T)
         luaL_unref(p->T, LUA_REGISTRYINDEX, p->T_ref);   /* T shares the registry; L may be a dead coroutine */
+    pthread_mutex_destroy(&p->io_mu);
     free(p);
 }

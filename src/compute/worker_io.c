@@ -200,7 +200,7 @@ int pool_spawn(sky_pool *p, worker *w, char *err, size_t errlen)
     set_nonblocking(w->proc.from);
     set_nonblocking(w->proc.diag);
     w->state = W_STARTING;
-    w->started_at = pool_now();
+    w->started_at = w->last_heard = w->last_sent = pool_now();
     w->generation++;
     return 0;
 }
@@ -252,6 +252,14 @@ void pool_send_call(sky_pool *p, worker *w, sky_call *c)
     c->started = pool_now();
 }
 
+void pool_send_cancel(sky_pool *p, worker *w, sky_call *c)
+{
+    sky_buf_reset(&p->frame);
+    wire_id_append(&p->frame, c->id);
+    wire_frame_append(&w->out, WIRE_CANCEL, p->frame.data, p->frame.len);
+    c->moving = 1;
+}
+
 void pool_flush_writes(sky_pool *p, worker *w)
 {
     while (w->out.len && w->proc.to >= 0) {
@@ -259,6 +267,7 @@ void pool_flush_writes(sky_pool *p, worker *w)
         if (n > 0) {
             sky_buf_consume(&w->out, (size_t)n);
             p->stats.bytes_sent += (uint64_t)n;
+            w->last_sent = pool_now();
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -306,8 +315,8 @@ static int handle_hello(sky_pool *p, worker *w, const wire_frame *f, char *err, 
     lua_setfield(T, -2, "worker");
     lua_pushinteger(T, p->per_node);
     lua_setfield(T, -2, "workers");
-    lua_pushinteger(T, 0);
-    lua_setfield(T, -2, "heartbeat");   /* pipes: EOF tells the worker the host is gone */
+    lua_pushnumber(T, p->opts.heartbeat);
+    lua_setfield(T, -2, "heartbeat");
     lua_pushstring(T, p->nodes[w->node].name);
     lua_setfield(T, -2, "node_name");
     lua_pushstring(T, p->nodes[w->node].workdir);
@@ -429,6 +438,17 @@ static int handle_frame(sky_pool *p, worker *w, const wire_frame *f)
     case WIRE_OUTPUT:
         handle_output(p, w, f);
         break;
+    case WIRE_PONG:
+        break;   /* its arrival is the news (last_heard) */
+    case WIRE_CANCELLED: {
+        uint64_t id;
+        wire_err we;
+        if (wire_id_parse(f->body, f->len, &id, &we) != WIRE_OK)
+            pool_lose_worker(p, w, we.msg, LOSE_KILL);
+        else
+            pool_call_given_back(p, w, id);
+        break;
+    }
     default:
         break;   /* unknown types from a newer worker are ignored */
     }
@@ -445,6 +465,7 @@ void pool_read_frames(sky_pool *p, worker *w)
         if (n > 0) {
             w->in.len += (size_t)n;
             p->stats.bytes_received += (uint64_t)n;
+            w->last_heard = pool_now();
             if ((size_t)n < READ_CHUNK)
                 break;
             continue;

@@ -229,6 +229,7 @@ static int pool_new(lua_State *L)
     o.workers = opt_int_field(L, 1, "workers", o.workers);
     o.retries = opt_int_field(L, 1, "retries", o.retries);
     o.timeout = opt_num_field(L, 1, "timeout", o.timeout);
+    o.heartbeat = opt_num_field(L, 1, "heartbeat", o.heartbeat);
     lua_getfield(L, 1, "quiet");
     o.quiet = lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -669,6 +670,7 @@ static int pool_stats(lua_State *L)
     FIELD(bytes_received);
     FIELD(retries);
     FIELD(workers_lost);
+    FIELD(calls_moved);
     FIELD(calls_held);
 #undef FIELD
     return 1;
