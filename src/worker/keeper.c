@@ -12,6 +12,12 @@
  * inside a chroot, where joining a namespace from outside would reset the
  * root), and hands their three streams back over the socket.
  *
+ * With --stdio it talks over its stdin and stdout instead (a remote
+ * provider's ssh channel or Slurm step): it cannot hand streams back then,
+ * so that provider starts processes itself; with --shared-mounts it keeps
+ * the machine's mount namespace (a machine of its own, where the node's
+ * mounts are nobody else's).
+ *
  * Its other job is to leave nothing behind. The host tells it, before
  * doing so, what it mounts and which files and folders it creates; when
  * the host asks it to stop — or when the socket ends because the host is
@@ -45,7 +51,6 @@
 
 #include "wire/control.h"
 
-#define KEEPER_CHANNEL 0
 #define MAX_TRACKED 256
 #define MAX_CHILDREN 4096
 #define CHILD_WAIT_SECONDS 3.0
@@ -53,6 +58,8 @@
 enum track_kind { T_MOUNT, T_FILE, T_DIR };
 
 static struct {
+    int in_fd, out_fd;           /* the channel: one unix socket (fd 0), or stdin/stdout (--stdio) */
+    int stdio;                   /* a plain byte stream: no descriptors can travel */
     char *node_dir;
     pid_t group;                 /* the holder's pid: the node's process group */
     pid_t children[MAX_CHILDREN];/* processes started for the host, 0 = free */
@@ -106,7 +113,8 @@ static void send_fds(const void *bytes, size_t len, const int *fds, int nfds)
     while (done < len) {
         iov.iov_base = (char *)bytes + done;
         iov.iov_len = len - done;
-        ssize_t n = sendmsg(KEEPER_CHANNEL, &msg, MSG_NOSIGNAL);
+        ssize_t n = K.stdio ? write(K.out_fd, (const char *)bytes + done, len - done)
+                            : sendmsg(K.out_fd, &msg, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -207,7 +215,8 @@ static pid_t start_group_holder(void)
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         close_range(3, ~0U, 0);
-        close(KEEPER_CHANNEL);
+        close(K.in_fd);
+        close(K.out_fd);
         for (;;)
             pause();
     }
@@ -713,12 +722,27 @@ static void clean_up(void)
 int keeper_main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: skyrun-worker --keeper NODE_DIR [--userns]\n"
+        fprintf(stderr, "usage: skyrun-worker --keeper NODE_DIR [--userns] [--stdio] [--shared-mounts]\n"
                         "  (started by skyrun on each node; talks on its stdin)\n");
         return WORKER_EXIT_USAGE;
     }
     K.node_dir = argv[2];
-    int userns = argc > 3 && strcmp(argv[3], "--userns") == 0;
+    int userns = 0, isolate_mounts = 1;
+    K.in_fd = K.out_fd = 0;
+    for (int i = 3; i < argc; i++) {
+        if (strcmp(argv[i], "--userns") == 0) {
+            userns = 1;
+        } else if (strcmp(argv[i], "--stdio") == 0) {
+            /* stdin and stdout are the channel (an ssh channel, a Slurm step) */
+            K.stdio = 1;
+            K.out_fd = 1;
+        } else if (strcmp(argv[i], "--shared-mounts") == 0) {
+            isolate_mounts = 0;   /* a machine of its own: its mounts are the node's already */
+        } else {
+            fprintf(stderr, "skyrun-worker --keeper: unknown option %s\n", argv[i]);
+            return WORKER_EXIT_USAGE;
+        }
+    }
     struct sigaction ign;
     memset(&ign, 0, sizeof ign);
     ign.sa_handler = SIG_IGN;
@@ -726,9 +750,10 @@ int keeper_main(int argc, char **argv)
     sigaction(SIGINT, &ign, NULL);    /* Ctrl-C is the host's to handle; we follow it */
     sigaction(SIGHUP, &ign, NULL);
 
-    int own_mounts, privileged;
+    int own_mounts = 1, privileged = geteuid() == 0;
     char why[300] = "";
-    isolate(userns, &own_mounts, &privileged, why, sizeof why);
+    if (isolate_mounts)
+        isolate(userns, &own_mounts, &privileged, why, sizeof why);
     K.group = start_group_holder();
     if (K.group < 0) {
         say("cannot start the node's process group: %s", strerror(errno));
@@ -748,7 +773,7 @@ int keeper_main(int argc, char **argv)
     sky_buf in = SKY_BUF_INIT;
     int stop = 0;
     while (!stop && !K.host_gone) {
-        struct pollfd p[2] = { { .fd = KEEPER_CHANNEL, .events = POLLIN }, { .fd = sigfd, .events = POLLIN } };
+        struct pollfd p[2] = { { .fd = K.in_fd, .events = POLLIN }, { .fd = sigfd, .events = POLLIN } };
         if (poll(p, 2, -1) < 0) {
             if (errno == EINTR)
                 continue;
@@ -763,7 +788,7 @@ int keeper_main(int argc, char **argv)
         if (!p[0].revents)
             continue;
         sky_buf_reserve(&in, 65536);
-        ssize_t n = read(KEEPER_CHANNEL, in.data + in.len, in.cap - in.len);
+        ssize_t n = read(K.in_fd, in.data + in.len, in.cap - in.len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -785,7 +810,9 @@ int keeper_main(int argc, char **argv)
                 break;
             }
             off += used;
-            if (control_is(&r, 0, "spawn")) {
+            if (control_is(&r, 0, "spawn") && K.stdio) {
+                reply("err", "this keeper talks over a byte stream: start processes through the provider", NULL, NULL);
+            } else if (control_is(&r, 0, "spawn")) {
                 handle_spawn(&r);
             } else if (control_is(&r, 0, "kill") && r.n == 2) {
                 int ok;
