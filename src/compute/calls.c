@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/alloc.h"
+
 #define TOMBSTONE ((sky_call *)1)
 #define CHUNK_CALLS 256
 
@@ -16,9 +18,7 @@ struct sky_call_chunk {
 sky_call *sky_call_new(sky_call_alloc *a)
 {
     if (!a->free_list) {
-        struct sky_call_chunk *ch = malloc(sizeof *ch);
-        if (!ch)
-            abort();
+        struct sky_call_chunk *ch = sky_xmalloc(sizeof *ch);
         ch->next = a->chunks;
         a->chunks = ch;
         for (int i = CHUNK_CALLS - 1; i >= 0; i--) {
@@ -32,37 +32,37 @@ sky_call *sky_call_new(sky_call_alloc *a)
     return c;
 }
 
+/* Payloads are the user's (up to 256 MiB): NULL when there is no memory. */
 static uint8_t *copy_payload(uint8_t *inline_buf, const uint8_t *p, size_t len)
 {
     uint8_t *dst = inline_buf;
-    if (len > SKY_CALL_INLINE) {
-        dst = malloc(len);
-        if (!dst)
-            abort();
-    }
+    if (len > SKY_CALL_INLINE && !(dst = malloc(len)))
+        return NULL;
     if (len)
         memcpy(dst, p, len);
     return dst;
 }
 
-void sky_call_set_values(sky_call *c, const uint8_t *p, size_t len)
+int sky_call_set_values(sky_call *c, const uint8_t *p, size_t len)
 {
     c->values = copy_payload(c->inline_values, p, len);
-    c->values_len = len;
+    c->values_len = c->values ? len : 0;
+    return c->values ? 0 : -1;
 }
 
-void sky_call_set_results(sky_call *c, const uint8_t *p, size_t len)
+int sky_call_set_results(sky_call *c, const uint8_t *p, size_t len)
 {
     c->results = copy_payload(c->inline_results, p, len);
+    return c->results ? 0 : -1;
 }
 
 void sky_call_recycle(sky_call_alloc *a, sky_call *c)
 {
     if (!c)
         return;
-    if (c->values != c->inline_values)
+    if (c->values && c->values != c->inline_values)
         free(c->values);
-    if (c->results != c->inline_results)
+    if (c->results && c->results != c->inline_results)
         free(c->results);
     wire_hashes_free(&c->protos);
     free(c->message);
@@ -103,9 +103,7 @@ static void rehash(sky_call_table *t, size_t cap)
 {
     sky_call **old = t->slots;
     size_t old_cap = t->cap;
-    t->slots = calloc(cap, sizeof *t->slots);
-    if (!t->slots)
-        abort();
+    t->slots = sky_xcalloc(cap, sizeof *t->slots);
     t->cap = cap;
     t->used = t->live = 0;
     for (size_t i = 0; i < old_cap; i++)

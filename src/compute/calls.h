@@ -43,8 +43,10 @@ typedef struct sky_call_alloc {
 } sky_call_alloc;
 
 sky_call *sky_call_new(sky_call_alloc *a);                 /* zeroed */
-void sky_call_set_values(sky_call *c, const uint8_t *p, size_t len);
-void sky_call_set_results(sky_call *c, const uint8_t *p, size_t len);
+/* Copies of a call's payloads: -1 when there is no memory for them (they
+ * are the user's, up to 256 MiB: an error for that call, not an abort). */
+int sky_call_set_values(sky_call *c, const uint8_t *p, size_t len);
+int sky_call_set_results(sky_call *c, const uint8_t *p, size_t len);
 void sky_call_recycle(sky_call_alloc *a, sky_call *c);     /* NULL-safe */
 void sky_call_alloc_free(sky_call_alloc *a);
 

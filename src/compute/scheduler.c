@@ -421,7 +421,11 @@ uint64_t sky_pool_submit(sky_pool *p, const uint8_t *values, size_t len,
         pool_fail_call(p, c, SKY_ERR_POOL, "the call is too large to send", "");
         return c->id;
     }
-    sky_call_set_values(c, values, len);
+    if (sky_call_set_values(c, values, len) != 0) {
+        sky_call_table_put(&p->calls, c);
+        pool_fail_call(p, c, SKY_ERR_POOL, "out of memory holding the call's arguments", "");
+        return c->id;
+    }
     if (protos && protos->n) {
         c->protos.v = sky_xmalloc(protos->n * sizeof *protos->v);
         memcpy(c->protos.v, protos->v, protos->n * sizeof *protos->v);

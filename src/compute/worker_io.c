@@ -369,14 +369,17 @@ static void handle_result(sky_pool *p, worker *w, const wire_frame *f)
     sky_call *c = pool_take_answered(p, w, id);
     if (!c)
         return;
-    if (!c->abandoned) {
-        sky_call_set_results(c, vals, n);
+    pool_flush_lines(p, w);
+    if (c->abandoned) {
+        pool_finish_call(p, c);
+    } else if (sky_call_set_results(c, vals, n) != 0) {
+        pool_fail_call(p, c, SKY_ERR_POOL, "out of memory holding the call's results", "");
+    } else {
         c->outcome.values = c->results;
         c->outcome.values_len = n;
         c->outcome.status = SKY_CALL_OK;
+        pool_finish_call(p, c);
     }
-    pool_flush_lines(p, w);
-    pool_finish_call(p, c);
 }
 
 static void handle_error(sky_pool *p, worker *w, const wire_frame *f)

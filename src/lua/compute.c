@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/alloc.h"
 #include "compute/pool.h"
 #include "lua/bindings.h"
 #include "lua/storage.h"
@@ -569,10 +570,7 @@ static void forget_call(pool_ud *u, uint64_t id)
     }
     if (u->nforgotten == u->capforgotten) {
         size_t cap = u->capforgotten ? u->capforgotten * 2 : 16;
-        uint64_t *v = realloc(u->forgotten, cap * sizeof *v);
-        if (!v)
-            return;   /* the call stays held until the pool closes */
-        u->forgotten = v;
+        u->forgotten = sky_xrealloc(u->forgotten, cap * sizeof *u->forgotten);
         u->capforgotten = cap;
     }
     u->forgotten[u->nforgotten++] = id;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/alloc.h"
 #include "skyrun.h"
 #include "util/interrupt.h"
 #include "util/log.h"
@@ -63,9 +64,8 @@ static int message_handler(lua_State *L)
 static void set_error(sky_host *h, const char *msg)
 {
     free(h->error);
-    h->error = strdup(msg ? msg : "");
-    if (h->error)
-        sky_redact(h->error);
+    h->error = sky_xstrdup(msg ? msg : "");
+    sky_redact(h->error);
 }
 
 /* Runs the function on top of the stack (with nargs arguments below it… above it). */

@@ -16,6 +16,7 @@
  * All of it lives in Lua tables anchored in the registry, so the garbage
  * collector and the Lua allocator own the memory.
  */
+#include "util/alloc.h"
 #include "wire/wire.h"
 #include "wire/wire_internal.h"
 
@@ -120,9 +121,7 @@ static int new_table_ref(lua_State *L, const char *weak_mode)
 
 wire_codec *wire_codec_new(lua_State *L, int flags)
 {
-    wire_codec *c = calloc(1, sizeof *c);
-    if (!c)
-        abort();
+    wire_codec *c = sky_xcalloc(1, sizeof *c);
     /* Keep the main thread: L may be a coroutine that is collected before
      * the codec is freed; the main thread lives as long as the state. */
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
@@ -243,9 +242,7 @@ void wire_hashes_add(wire_hashes *h, const wire_hash *v)
 {
     if (h->n == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 4;
-        wire_hash *p = realloc(h->v, cap * sizeof *p);
-        if (!p)
-            abort();
+        wire_hash *p = sky_xrealloc(h->v, cap * sizeof *p);
         h->v = p;
         h->cap = cap;
     }

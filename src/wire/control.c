@@ -1,4 +1,5 @@
 /* control: netstring records of the host <-> keeper channel (see control.h). */
+#include "util/alloc.h"
 #include "wire/control.h"
 
 #include <stdio.h>
@@ -82,9 +83,7 @@ char *control_dup(const control_record *r, size_t i)
 {
     if (i >= r->n || memchr(r->field[i], 0, r->len[i]))
         return NULL;
-    char *s = malloc(r->len[i] + 1);
-    if (!s)
-        abort();
+    char *s = sky_xmalloc(r->len[i] + 1);
     memcpy(s, r->field[i], r->len[i]);
     s[r->len[i]] = 0;
     return s;

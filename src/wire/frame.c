@@ -90,8 +90,11 @@ void wire_frame_append(sky_buf *out, uint8_t type, const void *body, size_t len)
 {
     /* A caller that builds a larger body has a bug; sending it would make
      * the peer drop the connection, so stop here where it is visible. */
-    if (len > WIRE_MAX_BODY)
+    if (len > WIRE_MAX_BODY) {
+        fprintf(stderr, "skyrun: internal error: a %s frame body of %zu bytes (the limit is %u)\n",
+                wire_type_name(type) ? wire_type_name(type) : "?", len, WIRE_MAX_BODY);
         abort();
+    }
     if (len >= WIRE_COMPRESS_THRESHOLD && append_compressed(out, type, body, len))
         return;
     append_header(out, (uint32_t)len, type, 0);
