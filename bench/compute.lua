@@ -1,6 +1,6 @@
 -- compute benchmark: round trip of a trivial call on a warm localhost pool
 -- (p50, p99), pipelined throughput with 2 workers (map and stream), idle
--- worker RSS.
+-- worker RSS, and head-of-line blocking (fast calls streamed among slow ones).
 --   skyrun bench/compute.lua [calls_for_latency] [calls_for_throughput]
 local sky = require "sky"
 
@@ -61,4 +61,24 @@ do
   assert(count == n_throughput)
   print(("stream throughput (2 workers, pool:stream): calls=%d seconds=%.3f calls/s=%.0f"):format(
     n_throughput, dt, n_throughput / dt))
+end
+
+do
+  -- 2,000 fast calls and three 1 s calls on 2 workers: when does the last
+  -- fast result come? ~1 s when fast calls never wait behind a slow one.
+  local pool <close> = sky.compute { provider = sky.providers.localhost { nodes = 1, workers = 2 } }
+  local fast = sky.fn(function(x) return x end)
+  local slow = sky.fn(function() os.execute("sleep 1") return "slow" end)
+  pool:map(fast, { 1, 2, 3, 4 })
+  local calls = {}
+  for i = 1, 2000 do
+    calls[#calls + 1] = fast(i)
+    if i == 1 or i == 700 or i == 1400 then calls[#calls + 1] = slow() end
+  end
+  local t0, last_fast = sky.now(), 0
+  for _, r in pool:stream(calls) do
+    if r ~= "slow" then last_fast = sky.now() - t0 end
+  end
+  print(("head of line (2 workers, 2,000 fast + three 1 s calls): last fast result at %.2f s, all at %.2f s, %d calls moved")
+    :format(last_fast, sky.now() - t0, pool:stats().calls_moved))
 end
