@@ -49,6 +49,7 @@
 #include <unistd.h>
 #include <linux/close_range.h>
 
+#include "util/fs.h"
 #include "wire/control.h"
 
 #define MAX_TRACKED 256
@@ -69,16 +70,7 @@ static struct {
     int host_gone;
 } K;
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-    char msg[600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "skyrun-keeper[%ld]: %s\n", (long)getpid(), msg);
-}
+#define say(...) worker_diagnose("skyrun-keeper", __VA_ARGS__)
 
 static double mono(void)
 {
@@ -643,17 +635,6 @@ static void warn(const char *fmt, ...)
         reply("warn", msg, NULL, NULL);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (type == FTW_DP)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;
-}
-
 static int under_node_dir(const char *path)
 {
     size_t n = K.node_dir ? strlen(K.node_dir) : 0;
@@ -704,9 +685,7 @@ static void clean_up(void)
     }
     K.ntracked = 0;
     if (K.node_dir) {
-        nftw(K.node_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-        struct stat st;
-        if (lstat(K.node_dir, &st) == 0)
+        if (sky_remove_tree(K.node_dir) != 0)
             warn("cannot remove %s completely", K.node_dir);
         /* The pool's folder goes with its last node. */
         char *copy = strdup(K.node_dir);

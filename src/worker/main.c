@@ -32,16 +32,17 @@
 
 enum step { STEP_GO_ON, STEP_BYE, STEP_BAD };
 
-static void diagnose(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void diagnose(const char *fmt, ...)
+void worker_diagnose(const char *program, const char *fmt, ...)
 {
-    char msg[512];
+    char msg[600];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "skyrun-worker[%ld]: %s\n", (long)getpid(), msg);
+    fprintf(stderr, "%s[%ld]: %s\n", program, (long)getpid(), msg);
 }
+
+#define diagnose(...) worker_diagnose("skyrun-worker", __VA_ARGS__)
 
 /* Leaves after sending everything already queued (output included). */
 static void finish(struct worker *w, int status)

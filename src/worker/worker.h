@@ -100,6 +100,9 @@ int worker_setup(struct worker *w, const uint8_t *body, size_t len, char *why, s
 int worker_define(struct worker *w, const uint8_t *body, size_t len, char *why, size_t why_len);
 int worker_call(struct worker *w, const uint8_t *body, size_t len, char *why, size_t why_len);
 
+/* main.c: one line on stderr, "PROGRAM[pid]: message". */
+void worker_diagnose(const char *program, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* keeper.c */
 int keeper_main(int argc, char **argv);
 

@@ -32,6 +32,7 @@
 #include "compute/keeper_client.h"
 #include "compute/provider.h"
 #include "util/alloc.h"
+#include "util/fs.h"
 #include "util/interrupt.h"
 #include "util/log.h"
 #include "wire/control.h"
@@ -313,23 +314,12 @@ static void stop_node(sky_provider *pr, sky_node *node)
     node->data = NULL;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (type == FTW_DP)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;
-}
-
 static void free_provider(sky_provider *pr)
 {
     localhost *lh = (localhost *)pr;
     if (lh->root) {
         /* Keepers removed their nodes; what is left is from nodes that never started. */
-        nftw(lh->root, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+        sky_remove_tree(lh->root);
         sky_interrupt_untrack_dir(lh->root);
         free(lh->root);
     }
