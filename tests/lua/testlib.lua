@@ -10,6 +10,11 @@ local tests = {}
 
 function M.test(name, fn) tests[#tests + 1] = { name = name, fn = fn } end
 
+-- Ends the running test as skipped (this machine cannot run it): the file
+-- then exits 77, which ctest reports as skipped, unless another test failed.
+local SKIP = setmetatable({}, { __tostring = function() return "skipped" end })
+function M.skip(reason) error(setmetatable({ reason = reason }, getmetatable(SKIP)), 0) end
+
 local function fail(msg, level) error(msg, (level or 1) + 2) end
 
 local function show(v)
@@ -73,10 +78,16 @@ end
 
 -- M.after, when set, runs once all tests have run (cleanup).
 function M.run()
-  local passed, failed = 0, 0
+  local passed, failed, skipped = 0, 0, 0
   for _, t in ipairs(tests) do
-    local ok, err = xpcall(t.fn, debug.traceback)
-    if ok then
+    local ok, err = xpcall(t.fn, function(e)
+      if getmetatable(e) == getmetatable(SKIP) then return e end
+      return debug.traceback(e)
+    end)
+    if not ok and getmetatable(err) == getmetatable(SKIP) then
+      skipped = skipped + 1
+      print("skip - " .. t.name .. " (" .. tostring(err.reason) .. ")")
+    elseif ok then
       passed = passed + 1
       print("ok   - " .. t.name)
     else
@@ -84,9 +95,9 @@ function M.run()
       print("FAIL - " .. t.name .. "\n" .. tostring(err))
     end
   end
-  print(("%d passed, %d failed"):format(passed, failed))
+  print(("%d passed, %d failed, %d skipped"):format(passed, failed, skipped))
   if M.after then M.after() end
-  os.exit(failed == 0 and 0 or 1)
+  os.exit(failed > 0 and 1 or skipped > 0 and 77 or 0)
 end
 
 return M

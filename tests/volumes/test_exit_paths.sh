@@ -112,8 +112,7 @@ test_sigterm() { run_case signal TERM 143 yes; }
 test_sigkill() { run_case signal KILL 137 no; }
 
 if ! command -v s3fs >/dev/null || [ ! -e /dev/fuse ] || [ "$(id -u)" -ne 0 ]; then
-  echo "skipped: needs root, s3fs and /dev/fuse"
-  exit 77
+  skip_all "needs root, s3fs and /dev/fuse"
 fi
 test_case "normal end leaves nothing, writes are in the bucket" test_normal_end
 test_case "a Lua error leaves nothing, writes are in the bucket" test_lua_error

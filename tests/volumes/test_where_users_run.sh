@@ -128,7 +128,10 @@ volumes_in_chroot() {
 }
 
 test_copied_volumes_in_a_chroot() { volumes_in_chroot copy; }
-test_mounted_volumes_in_a_chroot() { volumes_in_chroot mount; }
+test_mounted_volumes_in_a_chroot() {
+  [ -x /usr/bin/s3fs ] && [ -e /dev/fuse ] || skip "no s3fs or /dev/fuse here"
+  volumes_in_chroot mount
+}
 
 # --- not root ----------------------------------------------------------------
 
@@ -149,6 +152,8 @@ prepare_nobody() {
 }
 
 test_copied_volumes_as_a_user_who_is_not_root() {
+  setpriv --reuid=65534 --regid=65534 --clear-groups unshare -Urm true 2>/dev/null \
+    || skip "this kernel allows no unprivileged user namespace"
   local b; b=$(fresh_bucket nobody)
   printf hello | awss3 s3 cp - "s3://$b/in/x.txt" >/dev/null
   # Mount points such a user may create: under a folder of its own.
@@ -169,8 +174,7 @@ test_fuse_for_a_user_who_may_not_open_it_names_the_fix() {
 }
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "skipped: making a chroot and switching users needs root"
-  exit 77
+  skip_all "making a chroot and switching users needs root"
 fi
 make_chroot
 test_case "a pool runs inside a chroot" test_a_pool_runs_inside_a_chroot
@@ -178,18 +182,10 @@ test_case "volumes in a chroot that is not a mount point are refused, naming the
   test_volumes_need_the_chroot_to_be_a_mount_point
 mount --rbind "$CHROOT" "$CHROOT" && MOUNTED=("$CHROOT" "${MOUNTED[@]}")
 test_case "copied volumes work inside a chroot" test_copied_volumes_in_a_chroot
-if [ -x /usr/bin/s3fs ] && [ -e /dev/fuse ]; then
-  test_case "s3fs volumes work inside a chroot" test_mounted_volumes_in_a_chroot
-else
-  echo "skip - s3fs volumes inside a chroot (no s3fs or /dev/fuse here)"
-fi
+test_case "s3fs volumes work inside a chroot" test_mounted_volumes_in_a_chroot
 prepare_nobody
-if setpriv --reuid=65534 --regid=65534 --clear-groups unshare -Urm true 2>/dev/null; then
-  test_case "copied volumes work for a user who is not root (user namespace)" \
-    test_copied_volumes_as_a_user_who_is_not_root
-else
-  echo "skip - volumes for a user who is not root (this kernel allows no unprivileged user namespace)"
-fi
+test_case "copied volumes work for a user who is not root (user namespace)" \
+  test_copied_volumes_as_a_user_who_is_not_root
 test_case "a mount point a user who is not root may not create is named, with the fix" \
   test_a_mount_point_such_a_user_may_not_create_is_named
 test_case "s3fs for a user who may not open /dev/fuse fails naming the fix" \
