@@ -732,7 +732,8 @@ static int need_own_mounts(const sky_node *node, const volume *v, char *err, siz
 }
 
 /* s3fs's -o options for a volume. */
-static void s3fs_options(const volume *v, const s3_settings *st, const char *passwd, sky_buf *o)
+static void s3fs_options(const volume *v, const s3_settings *st, const char *passwd, const char *log,
+                         sky_buf *o)
 {
     sky_buf_printf(o, "url=%s", st->endpoint ? st->endpoint : "https://s3.amazonaws.com");
     if (st->path_style)
@@ -749,10 +750,93 @@ static void s3fs_options(const volume *v, const s3_settings *st, const char *pas
         sky_buf_append_str(o, ",no_check_certificate,ssl_verify_hostname=0");
     if (v->read_only)
         sky_buf_append_str(o, ",ro");
+    /* s3fs goes to the background and reports to syslog: its errors go to a
+     * file of the node's private folder instead, for s3fs_log_append. */
+    sky_buf_printf(o, ",logfile=%s,dbglevel=err", log);
     /* Reading: large parallel ranged GETs. Metadata: cached for the pool's
      * life (the prefix is the pool's to change). See docs/PERFORMANCE.md. */
     sky_buf_append_str(o, ",parallel_count=8,multipart_size=16,max_stat_cache_size=100000"
                           ",stat_cache_expire=900,enable_noobj_cache,allow_other");
+}
+
+/* One entry of s3fs's log worth quoting: an error or a critical one, its
+ * message without time stamp and source location. */
+static int s3fs_log_entry(const char *line, size_t len, sky_buf *msg)
+{
+    /* "2026-12-04T04:22:22.900Z [CRT] s3fs.cpp:s3fs_check_service(3590): invalid …" */
+    const char *end = line + len;
+    const char *level = memchr(line, '[', len);
+    if (len < 11 || line[4] != '-' || line[10] != 'T' || !level || end - level < 6)
+        return 0;
+    if (memcmp(level, "[ERR]", 5) != 0 && memcmp(level, "[CRT]", 5) != 0)
+        return 0;
+    const char *text = level + 5;
+    for (const char *c = text; c + 2 < end; c++)
+        if (c[0] == ')' && c[1] == ':' && c[2] == ' ') {
+            text = c + 3;
+            break;
+        }
+    while (text < end && *text == ' ')
+        text++;
+    if ((size_t)(end - text) >= 19 && memcmp(text, "change debug level", 18) == 0)
+        return 0;
+    sky_buf_reset(msg);
+    sky_buf_append(msg, text, (size_t)(end - text));
+    return 1;
+}
+
+/* Appends to err the last errors s3fs wrote to its log on node (read there
+ * with tail, through the provider like any step), so that a failed mount
+ * names s3fs's own reason ("invalid credentials", "bucket not found", …). */
+static void s3fs_log_append(const sky_node_setup *s, sky_provider *pr, sky_node *node, const char *log,
+                            char *err, size_t errlen)
+{
+    const char *tail[] = { "tail", "-c", "8192", log, NULL };
+    node_step step = { .active = 1, .argv = tail };
+    if (node_steps_run(&s->output, pr, node, 1, &step, NULL, CHECK_SECONDS) != 0 || !step.active ||
+        step.status != 0 || step.out.len == 0) {
+        node_step_free(&step);
+        return;
+    }
+    enum { KEEP = 3 };
+    sky_buf entries[KEEP] = { SKY_BUF_INIT, SKY_BUF_INIT, SKY_BUF_INIT };
+    sky_buf current = SKY_BUF_INIT;
+    size_t kept = 0;
+    int in_entry = 0;
+    const char *data = (const char *)step.out.data;
+    for (size_t i = 0; i <= step.out.len;) {
+        size_t e = i;
+        while (e < step.out.len && data[e] != '\n')
+            e++;
+        int starts = e - i >= 11 && data[i + 4] == '-' && data[i + 10] == 'T';
+        if (starts || e >= step.out.len) {
+            if (in_entry) {
+                sky_buf done = entries[kept % KEEP];
+                entries[kept % KEEP] = current;
+                current = done;
+                sky_buf_reset(&current);
+                kept++;
+            }
+            in_entry = starts && s3fs_log_entry(data + i, e - i, &current);
+        } else if (in_entry && e > i) {   /* a continuation: an S3 error body */
+            sky_buf_append_str(&current, " ");
+            sky_buf_append(&current, data + i, e - i);
+        }
+        i = e + 1;
+    }
+    if (kept) {
+        size_t used = strlen(err);
+        snprintf(err + used, errlen - used, "\n  s3fs said:");
+        for (size_t j = kept > KEEP ? kept - KEEP : 0; j < kept; j++) {
+            used = strlen(err);
+            snprintf(err + used, errlen - used, "\n    %.300s", sky_buf_cstr(&entries[j % KEEP]));
+        }
+        sky_redact(err);
+    }
+    for (size_t j = 0; j < KEEP; j++)
+        sky_buf_free(&entries[j]);
+    sky_buf_free(&current);
+    node_step_free(&step);
 }
 
 static int mount_volumes_s3fs(sky_node_setup *s, size_t k, sky_provider *pr, sky_node *nodes, int n,
@@ -801,12 +885,14 @@ static int mount_volumes_s3fs(sky_node_setup *s, size_t k, sky_provider *pr, sky
     node_step *steps = sky_xcalloc((size_t)n, sizeof *steps);
     const char **argvs = sky_xcalloc((size_t)n * 6, sizeof *argvs);
     sky_buf *opts = sky_xcalloc((size_t)n, sizeof *opts);
+    char **logs = sky_xcalloc((size_t)n, sizeof *logs);
     sky_buf source = SKY_BUF_INIT;
     sky_buf_printf(&source, "%s", v->bucket);
     if (v->prefix[0])
         sky_buf_printf(&source, ":/%.*s", (int)strlen(v->prefix) - 1, v->prefix);
     for (int i = 0; i < n; i++) {
-        s3fs_options(v, st, v->secret_file[i], &opts[i]);
+        logs[i] = private_path(&nodes[i], ".s3fs.log", k);
+        s3fs_options(v, st, v->secret_file[i], logs[i], &opts[i]);
         const char **argv = &argvs[i * 6];
         argv[0] = "s3fs";
         argv[1] = sky_buf_cstr(&source);
@@ -843,6 +929,7 @@ static int mount_volumes_s3fs(sky_node_setup *s, size_t k, sky_provider *pr, sky
             char phase[200];
             snprintf(phase, sizeof phase, "volume %s (s3fs %s)", v->mount, sky_buf_cstr(&source));
             node_step_ok(stp, &nodes[i], phase, err, errlen);
+            s3fs_log_append(s, pr, &nodes[i], logs[i], err, errlen);
             rc = -1;
         } else {
             v->mounted[i] = 1;
@@ -864,11 +951,16 @@ static int mount_volumes_s3fs(sky_node_setup *s, size_t k, sky_provider *pr, sky
     for (int i = 0; rc == 0 && i < n; i++) {
         char phase[200];
         snprintf(phase, sizeof phase, "volume %s (listing the mount)", v->mount);
-        if (!node_step_ok(&steps[i], &nodes[i], phase, err, errlen))
+        if (!node_step_ok(&steps[i], &nodes[i], phase, err, errlen)) {
+            s3fs_log_append(s, pr, &nodes[i], logs[i], err, errlen);
             rc = -1;
+        }
     }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         node_step_free(&steps[i]);
+        free(logs[i]);
+    }
+    free(logs);
     sky_buf_free(&source);
     free(opts);
     free(argvs);
