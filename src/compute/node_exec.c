@@ -209,6 +209,14 @@ void node_step_error(const node_step *st, const sky_node *node, const char *phas
 }
 
 /* Judges a step that must exit 0; fills err naming node and phase otherwise. */
+node_step *node_steps_same(int n, const char *const *argv)
+{
+    node_step *steps = sky_xcalloc((size_t)n, sizeof *steps);
+    for (int i = 0; i < n; i++)
+        steps[i] = (node_step){ .active = 1, .argv = argv };
+    return steps;
+}
+
 int node_step_ok(const node_step *st, const sky_node *node, const char *phase, char *err, size_t errlen)
 {
     if (!st->active) {

@@ -41,6 +41,9 @@ typedef struct node_step {
 
 void node_step_free(node_step *st);
 
+/* n steps, each running argv on its node (calloc'd; free each, then it). */
+node_step *node_steps_same(int n, const char *const *argv);
+
 /* Runs steps[i] on node i (where active) until all ended; timeout 0 = none.
  * Returns 0, or -1 when interrupted (everything killed). Exit statuses,
  * output and spawn errors are left in the steps for the caller to judge. */

@@ -115,13 +115,12 @@ static int is_system_folder(const char *m)
     return 0;
 }
 
-/* "/data//x/" -> "/data/x"; refuses relative paths and "." or ".." parts. */
-static int normalise_mount(const char *in, char *out, size_t cap, char *err, size_t errlen)
+/* A slash-separated path as its parts, each followed by a slash ("/a//b/"
+ * -> "a/b/"): 0, or PATH_DOT when a part is "." or "..", or PATH_LONG when
+ * out (cap bytes) cannot hold it. */
+enum { PATH_OK, PATH_DOT, PATH_LONG };
+static int path_parts(const char *in, char *out, size_t cap)
 {
-    if (!in || in[0] != '/') {
-        snprintf(err, errlen, "mount '%s' must be an absolute path (like \"/data\")", in ? in : "");
-        return -1;
-    }
     size_t o = 0;
     for (const char *p = in; *p;) {
         while (*p == '/')
@@ -129,22 +128,39 @@ static int normalise_mount(const char *in, char *out, size_t cap, char *err, siz
         if (!*p)
             break;
         size_t n = strcspn(p, "/");
-        if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) {
-            snprintf(err, errlen, "mount '%s' must not contain '.' or '..'", in);
-            return -1;
-        }
-        if (o + n + 2 > cap) {
-            snprintf(err, errlen, "mount '%.100s…' is too long", in);
-            return -1;
-        }
-        out[o++] = '/';
+        if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+            return PATH_DOT;
+        if (o + n + 2 > cap)
+            return PATH_LONG;
         memcpy(out + o, p, n);
         o += n;
+        out[o++] = '/';
         p += n;
     }
-    if (o == 0)
-        out[o++] = '/';
     out[o] = 0;
+    return PATH_OK;
+}
+
+/* "/data//x/" -> "/data/x"; refuses relative paths and "." or ".." parts. */
+static int normalise_mount(const char *in, char *out, size_t cap, char *err, size_t errlen)
+{
+    if (!in || in[0] != '/') {
+        snprintf(err, errlen, "mount '%s' must be an absolute path (like \"/data\")", in ? in : "");
+        return -1;
+    }
+    out[0] = '/';
+    int rc = cap > 2 ? path_parts(in, out + 1, cap - 1) : PATH_LONG;
+    if (rc == PATH_DOT) {
+        snprintf(err, errlen, "mount '%s' must not contain '.' or '..'", in);
+        return -1;
+    }
+    if (rc == PATH_LONG) {
+        snprintf(err, errlen, "mount '%.100s…' is too long", in);
+        return -1;
+    }
+    size_t len = strlen(out);
+    if (len > 1)
+        out[len - 1] = 0;   /* no trailing slash, "/" stays "/" */
     if (strchr(out, '\n')) {
         snprintf(err, errlen, "mount must not contain a newline");
         return -1;
@@ -155,29 +171,12 @@ static int normalise_mount(const char *in, char *out, size_t cap, char *err, siz
 /* "/iris//a/" -> "iris/a/"; "" stays ""; refuses "." and ".." parts. */
 static int normalise_prefix(const char *in, char *out, size_t cap, const char *mount, char *err, size_t errlen)
 {
-    size_t o = 0;
-    for (const char *p = in ? in : ""; *p;) {
-        while (*p == '/')
-            p++;
-        if (!*p)
-            break;
-        size_t n = strcspn(p, "/");
-        if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) {
-            snprintf(err, errlen, "volume %s: prefix '%s' must not contain '.' or '..' (it could escape)",
-                     mount, in);
-            return -1;
-        }
-        if (o + n + 2 > cap) {
-            snprintf(err, errlen, "volume %s: prefix is too long", mount);
-            return -1;
-        }
-        memcpy(out + o, p, n);
-        o += n;
-        out[o++] = '/';
-        p += n;
-    }
-    out[o] = 0;
-    return 0;
+    int rc = path_parts(in ? in : "", out, cap);
+    if (rc == PATH_DOT)
+        snprintf(err, errlen, "volume %s: prefix '%s' must not contain '.' or '..' (it could escape)", mount, in);
+    else if (rc == PATH_LONG)
+        snprintf(err, errlen, "volume %s: prefix is too long", mount);
+    return rc == PATH_OK ? 0 : -1;
 }
 
 static int stop_at_first(void *ud, const s3_object_info *obj)
@@ -326,11 +325,7 @@ static int check_apt(sky_node_setup *s, sky_provider *pr, sky_node *nodes, int n
     argv[2] = "-f=${Package} ${Status}\\n";
     for (size_t i = 0; i < s->napt; i++)
         argv[3 + i] = s->apt[i];
-    node_step *steps = sky_xcalloc((size_t)n, sizeof *steps);
-    for (int i = 0; i < n; i++) {
-        steps[i].active = 1;
-        steps[i].argv = argv;
-    }
+    node_step *steps = node_steps_same(n, (const char *const *)argv);
     int rc = node_steps_run(&s->output, pr, nodes, n, steps, NULL, CHECK_SECONDS);
     if (rc != 0)
         snprintf(err, errlen, "interrupted while checking image.apt");
@@ -624,11 +619,7 @@ static int ship_includes(sky_node_setup *s, sky_provider *pr, sky_node *nodes, i
     if (build_includes(s, err, errlen) != 0)
         return -1;
     const char *look[] = { "/bin/sh", "-c", LOOK_SCRIPT, "sh", s->includes_hash, NULL };
-    node_step *steps = sky_xcalloc((size_t)n, sizeof *steps);
-    for (int i = 0; i < n; i++) {
-        steps[i].active = 1;
-        steps[i].argv = look;
-    }
+    node_step *steps = node_steps_same(n, look);
     int rc = node_steps_run(&s->output, pr, nodes, n, steps, NULL, CHECK_SECONDS);
     if (rc != 0)
         snprintf(err, errlen, "interrupted while shipping image.includes");

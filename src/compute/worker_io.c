@@ -356,6 +356,16 @@ static int handle_hello(sky_pool *p, worker *w, const wire_frame *f, char *err, 
     return 0;
 }
 
+/* The call an answer is for, with its worker's output flushed before the
+ * answer is told; NULL when the call is no longer the worker's. */
+static sky_call *answered_call(sky_pool *p, worker *w, uint64_t id)
+{
+    sky_call *c = pool_take_answered(p, w, id);
+    if (c)
+        pool_flush_lines(p, w);
+    return c;
+}
+
 static void handle_result(sky_pool *p, worker *w, const wire_frame *f)
 {
     uint64_t id;
@@ -366,10 +376,9 @@ static void handle_result(sky_pool *p, worker *w, const wire_frame *f)
         pool_lose_worker(p, w, we.msg, LOSE_KILL);
         return;
     }
-    sky_call *c = pool_take_answered(p, w, id);
+    sky_call *c = answered_call(p, w, id);
     if (!c)
         return;
-    pool_flush_lines(p, w);
     if (c->abandoned) {
         pool_finish_call(p, c);
     } else if (sky_call_set_results(c, vals, n) != 0) {
@@ -393,10 +402,9 @@ static void handle_error(sky_pool *p, worker *w, const wire_frame *f)
         pool_lose_worker(p, w, we.msg, LOSE_KILL);
         return;
     }
-    sky_call *c = pool_take_answered(p, w, id);
+    sky_call *c = answered_call(p, w, id);
     if (!c)
         return;
-    pool_flush_lines(p, w);
     char *m = sky_xstrndup(msg, msg_len), *t = sky_xstrndup(tb, tb_len);
     pool_fail_call(p, c, kind, m, t);
     free(m);
