@@ -931,8 +931,16 @@ static int mount_volumes_s3fs(sky_node_setup *s, size_t k, sky_provider *pr, sky
         sky_buf_free(&opts[i]);
     }
     memset(steps, 0, (size_t)n * sizeof *steps);
-    /* Verified: the mount lists (s3fs checks the bucket lazily). */
-    const char *ls[] = { "ls", "-A", v->mount, NULL };
+    /* Verified: the mount lists, and is still s3fs's afterwards. s3fs checks
+     * the bucket only once it has mounted and gone to the background; when
+     * that check fails it unmounts and exits, and a listing that comes after
+     * would read the bare mount point and succeed. So the mount table is
+     * asked too, after the listing. */
+    const char *ls[] = { "sh", "-c",
+                         "ls -A -- \"$1\" >/dev/null || exit 1; "
+                         "findmnt -n -t fuse.s3fs -M \"$1\" >/dev/null && exit 0; "
+                         "echo \"$1 is no longer mounted: s3fs exited after mounting\" >&2; exit 1",
+                         "sh", v->mount, NULL };
     for (int i = 0; i < n; i++)
         steps[i] = (node_step){ .active = rc == 0, .argv = ls };
     if (rc == 0 && node_steps_run(&s->output, pr, nodes, n, steps, NULL, CHECK_SECONDS) != 0) {
