@@ -306,6 +306,44 @@ function sky.providers.localhost(opts)
   return { type = "localhost", nodes = opts.nodes, workers = opts.workers }
 end
 
+--- sky.providers.ssh{ hosts = {"h1", "user@h2:2222", …}, user =, identity =, port =,
+---   known_hosts =, host_key_policy = "strict" | "accept-new", ssh_config =,
+---   connect_timeout =, workers = } — one node per host, over SSH (docs/REMOTE.md).
+function sky.providers.ssh(opts)
+  local known = { hosts = true, user = true, identity = true, port = true, known_hosts = true,
+    host_key_policy = true, ssh_config = true, connect_timeout = true, workers = true }
+  if type(opts) ~= "table" then error("sky.providers.ssh: expected a table of options", 2) end
+  for k in pairs(opts) do
+    if not known[k] then
+      local names = {}
+      for name in pairs(known) do names[#names + 1] = name end
+      table.sort(names)
+      error(("sky.providers.ssh: unknown option '%s' (known: %s)"):format(tostring(k), table.concat(names, ", ")), 2)
+    end
+  end
+  local hosts = opts.hosts
+  if type(hosts) == "string" then hosts = { hosts } end
+  if type(hosts) ~= "table" or #hosts == 0 then
+    error("sky.providers.ssh: hosts must be a non-empty list of host names", 2)
+  end
+  for i, h in ipairs(hosts) do
+    if type(h) ~= "string" or h == "" then error(("sky.providers.ssh: hosts[%d] must be a host name"):format(i), 2) end
+  end
+  for _, k in ipairs { "user", "identity", "known_hosts", "ssh_config" } do
+    if opts[k] ~= nil and type(opts[k]) ~= "string" then error(("sky.providers.ssh: %s must be a string"):format(k), 2) end
+  end
+  local policy = opts.host_key_policy
+  if policy ~= nil and policy ~= "strict" and policy ~= "accept-new" then
+    error("sky.providers.ssh: host_key_policy must be \"strict\" (the default) or \"accept-new\"", 2)
+  end
+  if opts.port ~= nil and (math.type(opts.port) ~= "integer" or opts.port < 1 or opts.port > 65535) then
+    error("sky.providers.ssh: port must be an integer from 1 to 65535", 2)
+  end
+  return { type = "ssh", hosts = hosts, nodes = #hosts, workers = opts.workers, user = opts.user,
+    identity = opts.identity, port = opts.port, known_hosts = opts.known_hosts, host_key_policy = policy,
+    ssh_config = opts.ssh_config, connect_timeout = opts.connect_timeout }
+end
+
 -- Options tables are checked by name: a typo is an error, never a default.
 local function check_keys(what, opts, known, level)
   if type(opts) ~= "table" then

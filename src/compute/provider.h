@@ -89,4 +89,22 @@ typedef struct sky_localhost_options {
 } sky_localhost_options;
 sky_provider *sky_provider_localhost_new(const sky_localhost_options *opts, char *err, size_t errlen);
 
+/* Nodes on hosts over SSH, one node per host (providers/ssh.c). A host is
+ * "[user@]name[:port]"; name may be a ~/.ssh/config alias (HostName, User,
+ * Port, IdentityFile are followed). NULL or 0 options take ~/.ssh/config's
+ * value, then OpenSSH's default. */
+typedef struct sky_ssh_options {
+    const char *const *hosts;
+    size_t nhosts;
+    const char *user;
+    const char *identity;         /* a private key file; the agent is tried first */
+    int port;
+    const char *known_hosts;      /* default ~/.ssh/known_hosts */
+    const char *host_key_policy;  /* "strict" (default): unknown hosts refused; "accept-new": recorded.
+                                     A changed key is always refused. */
+    const char *ssh_config;       /* default ~/.ssh/config */
+    double connect_seconds;       /* default 15 */
+} sky_ssh_options;
+sky_provider *sky_provider_ssh_new(const sky_ssh_options *opts, char *err, size_t errlen);
+
 #endif

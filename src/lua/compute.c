@@ -125,6 +125,49 @@ static double opt_num_field(lua_State *L, int t, const char *k, double dflt)
     return v;
 }
 
+static const char *opt_string(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    const char *v = lua_tostring(L, -1);   /* kept alive by the spec table */
+    lua_pop(L, 1);
+    return v;
+}
+
+/* sky.providers.ssh{…} (checked in lua/sky.lua) to a provider. */
+static sky_provider *ssh_provider_from_spec(lua_State *L, int t, char *err, size_t errlen)
+{
+    sky_ssh_options o = { 0 };
+    lua_getfield(L, t, "hosts");
+    size_t n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+    const char **hosts = lua_newuserdatauv(L, (n + 1) * sizeof *hosts, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, -2, (lua_Integer)i + 1);
+        hosts[i] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        if (!hosts[i]) {
+            snprintf(err, errlen, "sky.providers.ssh: hosts[%zu] is not a string", i + 1);
+            lua_pop(L, 2);
+            return NULL;
+        }
+    }
+    hosts[n] = NULL;
+    o.hosts = hosts;
+    o.nhosts = n;
+    o.user = opt_string(L, t, "user");
+    o.identity = opt_string(L, t, "identity");
+    o.known_hosts = opt_string(L, t, "known_hosts");
+    o.host_key_policy = opt_string(L, t, "host_key_policy");
+    o.ssh_config = opt_string(L, t, "ssh_config");
+    lua_getfield(L, t, "port");
+    o.port = (int)lua_tointeger(L, -1);
+    lua_getfield(L, t, "connect_timeout");
+    o.connect_seconds = lua_tonumber(L, -1);
+    lua_pop(L, 2);
+    sky_provider *pr = sky_provider_ssh_new(&o, err, errlen);   /* copies what it keeps */
+    lua_pop(L, 2);
+    return pr;
+}
+
 /* The provider a pool's spec names: spec.provider is the table
  * sky.providers.NAME{…} made. */
 static sky_provider *provider_from_spec(lua_State *L, int spec, int has_volumes, char *err, size_t errlen)
@@ -141,8 +184,10 @@ static sky_provider *provider_from_spec(lua_State *L, int spec, int has_volumes,
     sky_provider *pr = NULL;
     if (type && strcmp(type, "localhost") == 0) {
         pr = sky_provider_localhost_new(&lo, err, errlen);
+    } else if (type && strcmp(type, "ssh") == 0) {
+        pr = ssh_provider_from_spec(L, t, err, errlen);
     } else {
-        snprintf(err, errlen, "unknown provider '%s' (known: localhost)", type ? type : "?");
+        snprintf(err, errlen, "unknown provider '%s' (known: localhost, ssh)", type ? type : "?");
     }
     lua_settop(L, t - 1);
     return pr;
