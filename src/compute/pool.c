@@ -245,13 +245,19 @@ sky_pool *sky_pool_new(const sky_pool_options *opts, wire_codec *codec, lua_Stat
     p->nodes = sky_xcalloc((size_t)p->nnodes, sizeof *p->nodes);
     p->hosts = sky_xcalloc((size_t)p->nnodes, sizeof *p->hosts);
     for (int n = 0; n < p->nnodes; n++) {
-        sky_node *node = &p->nodes[n];
-        node->index = n;
-        snprintf(node->name, sizeof node->name, "node %d", n);
-        if (p->provider->start_node(p->provider, node, err, errlen) != 0)
-            goto fail;
-        p->hosts[n] = sky_xstrdup(node->host ? node->host : "");
+        p->nodes[n].index = n;
+        snprintf(p->nodes[n].name, sizeof p->nodes[n].name, "node %d", n);
     }
+    if (p->provider->start_nodes) {
+        if (p->provider->start_nodes(p->provider, p->nodes, p->nnodes, err, errlen) != 0)
+            goto fail;
+    } else {
+        for (int n = 0; n < p->nnodes; n++)
+            if (p->provider->start_node(p->provider, &p->nodes[n], err, errlen) != 0)
+                goto fail;
+    }
+    for (int n = 0; n < p->nnodes; n++)
+        p->hosts[n] = sky_xstrdup(p->nodes[n].host ? p->nodes[n].host : "");
     if (p->opts.accelerator && choose_accelerator_nodes(p, err, errlen) != 0)
         goto fail;
     p->nworkers = p->nnodes * p->per_node;

@@ -63,6 +63,10 @@ struct sky_provider {
     const char *worker_path;  /* the skyrun-worker binary on this machine; set by
                                  the pool before any node starts */
     int (*start_node)(sky_provider *pr, sky_node *node, char *err, size_t errlen);
+    /* Optional: starts n nodes at once (remote hosts come up in parallel);
+     * on failure some may have started: the pool stops every node that
+     * has data. NULL: start_node for each in turn. */
+    int (*start_nodes)(sky_provider *pr, sky_node *nodes, int n, char *err, size_t errlen);
     int (*spawn)(sky_provider *pr, sky_node *node, const sky_spawn *spec, sky_proc *proc,
                  char *err, size_t errlen);
     /* Waits for proc to exit until deadline (a pool_now() time; already past:
@@ -104,6 +108,8 @@ typedef struct sky_ssh_options {
                                      A changed key is always refused. */
     const char *ssh_config;       /* default ~/.ssh/config */
     double connect_seconds;       /* default 15 */
+    int workers;                  /* workers per node the pool will start (a hint: that many
+                                     shells are opened ahead, so workers start at once) */
 } sky_ssh_options;
 sky_provider *sky_provider_ssh_new(const sky_ssh_options *opts, char *err, size_t errlen);
 

@@ -134,9 +134,12 @@ static const char *opt_string(lua_State *L, int t, const char *k)
 }
 
 /* sky.providers.ssh{…} (checked in lua/sky.lua) to a provider. */
-static sky_provider *ssh_provider_from_spec(lua_State *L, int t, char *err, size_t errlen)
+static sky_provider *ssh_provider_from_spec(lua_State *L, int spec, int t, char *err, size_t errlen)
 {
     sky_ssh_options o = { 0 };
+    lua_getfield(L, spec, "workers");
+    o.workers = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
     lua_getfield(L, t, "hosts");
     size_t n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
     const char **hosts = lua_newuserdatauv(L, (n + 1) * sizeof *hosts, 0);
@@ -185,7 +188,7 @@ static sky_provider *provider_from_spec(lua_State *L, int spec, int has_volumes,
     if (type && strcmp(type, "localhost") == 0) {
         pr = sky_provider_localhost_new(&lo, err, errlen);
     } else if (type && strcmp(type, "ssh") == 0) {
-        pr = ssh_provider_from_spec(L, t, err, errlen);
+        pr = ssh_provider_from_spec(L, spec, t, err, errlen);
     } else {
         snprintf(err, errlen, "unknown provider '%s' (known: localhost, ssh)", type ? type : "?");
     }

@@ -8,11 +8,10 @@
  * frame decoder: every malformed input is an error, never a crash (fuzzed).
  *
  * host -> keeper:  spawn CWD ARGC ARG... ENVC ENV...   start a process
- *                  kill ID                             SIGKILL one it started, or a tracked pid
+ *                  kill ID                             SIGKILL one it started, or one a remote
+ *                                                      provider started that wrote NODE_DIR/pids/ID
+ *                                                      (with its process group)
  *                  track KIND PATH / untrack KIND PATH what to undo if the host goes
- *                                                      (KIND: mount, file, dir; or pid, PATH
- *                                                      then a process a remote provider
- *                                                      started, killed with its group)
  *                  mkdirs PATH                         make a folder and its parents (tracked)
  *                  write PATH DATA                     a 0600 file (tracked)
  *                  bind SRC DST RO                     bind-mount SRC at DST (tracked)

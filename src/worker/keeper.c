@@ -18,6 +18,10 @@
  * the machine's mount namespace (a machine of its own, where the node's
  * mounts are nobody else's).
  *
+ * A remote provider starts processes itself (an ssh exec channel each);
+ * each writes an empty file NODE_DIR/pids/PID first, and the keeper ends
+ * those too (with their process groups) when it cleans up.
+ *
  * Its other job is to leave nothing behind. The host tells it, before
  * doing so, what it mounts and which files and folders it creates; when
  * the host asks it to stop — or when the socket ends because the host is
@@ -56,7 +60,7 @@
 #define MAX_CHILDREN 4096
 #define CHILD_WAIT_SECONDS 3.0
 
-enum track_kind { T_MOUNT, T_FILE, T_DIR, T_PID };
+enum track_kind { T_MOUNT, T_FILE, T_DIR };
 
 static struct {
     int in_fd, out_fd;           /* the channel: one unix socket (fd 0), or stdin/stdout (--stdio) */
@@ -428,8 +432,6 @@ static int parse_kind(const control_record *r, size_t i, enum track_kind *kind)
         *kind = T_FILE;
     else if (control_is(r, i, "dir"))
         *kind = T_DIR;
-    else if (control_is(r, i, "pid"))
-        *kind = T_PID;   /* a process a remote provider started itself (ssh exec) */
     else
         return -1;
     return 0;
@@ -607,38 +609,42 @@ static void handle_probe(void)
     reply("ok", euid, fuse, NULL);
 }
 
-/* A pid to track is a positive number, never this keeper or its group. */
-static int tracked_pid_ok(const char *text)
+/* Processes a remote provider started itself (an ssh exec channel each):
+ * each writes an empty file NODE_DIR/pids/PID before it runs, so that the
+ * keeper can end them, with what they started, when the host goes or asks.
+ * Such a process leads its own session (sshd makes it so): a pid that
+ * does not is not one of them (it ended, and the number was reused). */
+static int is_remote_process(pid_t pid)
 {
-    char *end;
-    long pid = strtol(text, &end, 10);
-    return *text && *end == 0 && pid > 1 && pid != (long)getpid() && pid != (long)K.group;
+    if (pid <= 1 || !K.node_dir || getsid(pid) != pid)
+        return 0;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/pids/%ld", K.node_dir, (long)pid);
+    return access(path, F_OK) == 0;
 }
 
-static int is_tracked_pid(pid_t pid)
+static void kill_remote_processes(void)
 {
-    char text[32];
-    snprintf(text, sizeof text, "%ld", (long)pid);
-    for (int i = 0; i < K.ntracked; i++)
-        if (K.tracked[i].kind == T_PID && strcmp(K.tracked[i].path, text) == 0)
-            return 1;
-    return 0;
-}
-
-/* Kills a tracked process and, when it leads one (an ssh session's command
- * does), its process group: what it started goes with it. */
-static void kill_tracked(pid_t pid)
-{
-    if (getpgid(pid) == pid)
-        kill(-pid, SIGKILL);
-    kill(pid, SIGKILL);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/pids", K.node_dir ? K.node_dir : "");
+    DIR *d = K.node_dir ? opendir(path) : NULL;
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end == 0 && pid > 1 && is_remote_process((pid_t)pid))
+            kill(-(pid_t)pid, SIGKILL);
+    }
+    closedir(d);
 }
 
 static void handle_track(const control_record *r, int add)
 {
     enum track_kind kind;
     char *path = control_dup(r, 2);
-    if (r->n != 3 || parse_kind(r, 1, &kind) != 0 || !path || (kind == T_PID ? !tracked_pid_ok(path) : path[0] != '/')) {
+    if (r->n != 3 || parse_kind(r, 1, &kind) != 0 || !path || path[0] != '/') {
         reply("err", "malformed track request", NULL, NULL);
     } else if (add && track_path(kind, path) != 0) {
         reply("err", "too many things to track on this node", NULL, NULL);
@@ -675,9 +681,7 @@ static void clean_up(void)
 {
     if (K.group > 0)
         kill(-K.group, SIGKILL);
-    for (int i = 0; i < K.ntracked; i++)
-        if (K.tracked[i].kind == T_PID)
-            kill_tracked((pid_t)strtol(K.tracked[i].path, NULL, 10));
+    kill_remote_processes();
     for (int i = 0; i < MAX_CHILDREN; i++)
         if (K.children[i])
             kill(K.children[i], SIGKILL);
@@ -706,8 +710,6 @@ static void clean_up(void)
             if (unlink(path) != 0 && errno != ENOENT)
                 warn("cannot remove %s: %s", path, strerror(errno));
             break;
-        case T_PID:
-            break;   /* killed above */
         case T_DIR:
             if (under_node_dir(path))
                 break;   /* goes with the node's folder below */
@@ -832,8 +834,8 @@ int keeper_main(int argc, char **argv)
                 long long pid = control_int(&r, 1, &ok);
                 if (ok && pid > 0 && is_child((pid_t)pid))
                     kill((pid_t)pid, SIGKILL);
-                else if (ok && pid > 1 && is_tracked_pid((pid_t)pid))
-                    kill_tracked((pid_t)pid);
+                else if (ok && is_remote_process((pid_t)pid))
+                    kill(-(pid_t)pid, SIGKILL);
             } else if (control_is(&r, 0, "track")) {
                 handle_track(&r, 1);
             } else if (control_is(&r, 0, "untrack")) {

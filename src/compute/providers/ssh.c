@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -54,10 +55,28 @@ typedef struct shipped {
     char *remote;                /* its copy in the host's cache */
 } shipped;
 
+/* A process started over its own channel (the pool's sky_proc.handle). */
+typedef struct ssh_proc {
+    int chan;
+    long pid;                    /* its first line; 0 until it came */
+} ssh_proc;
+
+/* A login shell on the host waiting for one command line on its stdin
+ * (`read` then `eval`): it has paid for the host's rc files already, so
+ * a process started through it runs at once. */
+typedef struct spare {
+    int chan, to, from, diag;
+} spare;
+
+#define MAX_SPARE 64
+
 typedef struct ssh_node {
     ssh_conn *conn;
+    spare spare[MAX_SPARE];
+    int nspare, want_spare;
     keeper_client kc;
     int keeper_chan;
+    char *dir;                   /* the node's folder on the host */
     char *cache;                 /* the host's cache folder for skyrun */
     shipped bins[MAX_SHIPPED];
     int nbins;
@@ -72,9 +91,11 @@ typedef struct ssh_provider {
     sky_provider base;
     char **hosts;
     size_t nhosts;
+    char *home, *luser;          /* this machine's user, for ~ and %-tokens */
     char *user, *identity, *known_hosts, *config;
     int port;
     int accept_new;
+    int workers;                 /* per node, to have that many shells waiting */
     double connect_seconds;
     local_binary bins[MAX_SHIPPED];
     int nbins;
@@ -177,7 +198,7 @@ static int resolve_host(const ssh_provider *sp, const char *entry, resolved *r, 
         return -1;
     }
     ssh_host_config hc;
-    char *home = home_dir(), *luser = local_user();
+    const char *home = sp->home, *luser = sp->luser;
     char *config = sp->config ? sky_xstrdup(sp->config) : expand_path("~/.ssh/config", home, luser, host, "");
     int rc = ssh_config_load(config, host, &hc, err, errlen);
     free(config);
@@ -197,8 +218,6 @@ static int resolve_host(const ssh_provider *sp, const char *entry, resolved *r, 
         }
     }
     ssh_host_config_free(&hc);
-    free(home);
-    free(luser);
     free(copy);
     return rc;
 }
@@ -279,6 +298,10 @@ static const char *remote_binary(ssh_provider *sp, sky_node *node, const char *l
         lb->path = sky_xstrdup(local);
         sp->nbins++;
     }
+    if (!sn->cache) {
+        snprintf(err, errlen, "%s (%s): its cache folder is not known", node->name, node->host);
+        return NULL;
+    }
     const char *base = strrchr(local, '/') + 1;
     sky_buf remote = SKY_BUF_INIT, cmd = SKY_BUF_INIT, out = SKY_BUF_INIT, eout = SKY_BUF_INIT;
     sky_buf_printf(&remote, "%s/%s-%s", sn->cache, base, lb->hash);
@@ -335,10 +358,38 @@ static const char *remote_binary(ssh_provider *sp, sky_node *node, const char *l
 
 /* ---- nodes ------------------------------------------------------------------------- */
 
+/* Opens waiting shells until want_spare are ready (not waiting for them). */
+static void open_spares(ssh_node *sn)
+{
+    while (sn->conn && sn->nspare < sn->want_spare && !ssh_conn_lost(sn->conn)[0]) {
+        spare *sh = &sn->spare[sn->nspare];
+        char why[300];
+        sh->chan = ssh_conn_exec(sn->conn, "IFS= read -r skyrun_cmd || exit 0; eval \"$skyrun_cmd\"",
+                                 SSH_EXEC_HEADER | SSH_EXEC_NOWAIT, &sh->to, &sh->from, &sh->diag, NULL, 0, 0, why,
+                                 sizeof why);
+        if (sh->chan < 0)
+            return;
+        sn->nspare++;
+    }
+}
+
+static void close_spares(ssh_node *sn)
+{
+    for (int i = 0; i < sn->nspare; i++) {
+        close(sn->spare[i].to);   /* end of input: the shell exits */
+        close(sn->spare[i].from);
+        close(sn->spare[i].diag);
+        ssh_conn_release(sn->conn, sn->spare[i].chan);
+    }
+    sn->nspare = 0;
+    sn->want_spare = 0;
+}
+
 static void free_ssh_node(ssh_node *sn)
 {
     if (!sn)
         return;
+    close_spares(sn);
     keeper_client_close(&sn->kc);
     if (sn->conn)
         ssh_conn_close(sn->conn);
@@ -347,22 +398,85 @@ static void free_ssh_node(ssh_node *sn)
         free(sn->bins[i].remote);
     }
     free(sn->cache);
+    free(sn->dir);
     free(sn);
 }
 
-/* The host is the machine this build's worker runs on: same OS and
- * processor (the static worker needs nothing else). */
-static int check_platform(sky_node *node, const char *remote_uname, char *err, size_t errlen)
+/* The keeper's command line: in one session (each costs the host a login
+ * shell and its rc files), say what the host is and where its cache is,
+ * and — when this build's worker is there already and the host is of its
+ * kind — make the node's folder and become the keeper. Its first line:
+ * "UNAME|CACHE|need", "UNAME|CACHE|other" or "UNAME|CACHE|PID|DIR". */
+static void keeper_command(const ssh_provider *sp, sky_buf *cmd)
 {
     struct utsname u;
     uname(&u);
     char here[200];
     snprintf(here, sizeof here, "%s %s", u.sysname, u.machine);
-    if (strcmp(remote_uname, here) != 0) {
-        snprintf(err, errlen, "%s (%s) runs %s; this skyrun's worker is built for %s: run skyrun from a "
-                 "machine of that kind", node->name, node->host, remote_uname, here);
+    const char *base = strrchr(sp->base.worker_path, '/') + 1;
+    sky_buf_append_str(cmd, "u=$(uname -sm); c=\"${XDG_CACHE_HOME:-$HOME/.cache}/skyrun\"; w=\"$c/");
+    sky_buf_printf(cmd, "%s-%s\"; if [ \"$u\" != ", base, sp->bins[0].hash);
+    ssh_shell_quote(cmd, here);
+    sky_buf_append_str(cmd, " ]; then echo \"$u|$c|other\"; exit 0; fi; "
+                            "if [ ! -x \"$w\" ]; then echo \"$u|$c|need\"; exit 0; fi; "
+                            "d=$(mktemp -d \"${TMPDIR:-/tmp}/skyrun-XXXXXX\") && mkdir -m 700 \"$d/work\" \"$d/private\" "
+                            "\"$d/pids\" && echo \"$u|$c|$$|$d\" && exec \"$w\" --keeper \"$d\" --stdio --shared-mounts");
+}
+
+static int start_keeper(ssh_provider *sp, sky_node *node, char *err, size_t errlen)
+{
+    ssh_node *sn = node->data;
+    sky_buf cmd = SKY_BUF_INIT;
+    keeper_command(sp, &cmd);
+    char why[600], header[1200] = "";
+    int to = -1, from = -1, diag = -1;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        sn->keeper_chan = ssh_conn_exec(sn->conn, sky_buf_cstr(&cmd), SSH_EXEC_HEADER, &to, &from, &diag, header,
+                                        sizeof header, keeper_now() + COMMAND_SECONDS, why, sizeof why);
+        if (sn->keeper_chan < 0) {
+            snprintf(err, errlen, "%s (%s): cannot start its keeper: %s", node->name, node->host, why);
+            sky_buf_free(&cmd);
+            return -1;
+        }
+        char *f[4] = { header, NULL, NULL, NULL };
+        for (int i = 1; i < 4 && f[i - 1]; i++) {
+            f[i] = strchr(f[i - 1], '|');
+            if (f[i])
+                *f[i]++ = 0;
+        }
+        if (f[1] && f[1][0] == '/' && !sn->cache)
+            sn->cache = sky_xstrdup(f[1]);
+        if (f[2] && f[3] && f[3][0] == '/') {
+            sn->dir = sky_xstrdup(f[3]);
+            break;
+        }
+        close(to);
+        close(from);
+        close(diag);
+        ssh_conn_release(sn->conn, sn->keeper_chan);
+        sn->keeper_chan = -1;
+        if (f[2] && strcmp(f[2], "other") == 0) {
+            struct utsname u;
+            uname(&u);
+            snprintf(err, errlen, "%s (%s) runs %s; this skyrun's worker is built for %s %s: run skyrun from a "
+                     "machine of that kind", node->name, node->host, f[0], u.sysname, u.machine);
+        } else if (f[2] && strcmp(f[2], "need") == 0 && attempt == 0 && sn->cache) {
+            /* Not cached there: copy it, then start again. */
+            if (remote_binary(sp, node, sp->base.worker_path, err, errlen))
+                continue;
+        } else {
+            snprintf(err, errlen, "%s (%s): cannot make a node folder in its temporary folder%s%s", node->name,
+                     node->host, header[0] ? ": " : "", header);
+        }
+        sky_buf_free(&cmd);
         return -1;
     }
+    sky_buf_free(&cmd);
+    if (sn->keeper_chan < 0)
+        return -1;
+    close(diag);   /* the keeper reports through records; its stray stderr is dropped */
+    sn->kc.in_fd = from;
+    sn->kc.out_fd = to;
     return 0;
 }
 
@@ -385,92 +499,40 @@ static int start_node(sky_provider *pr, sky_node *node, char *err, size_t errlen
     for (size_t i = 0; i < r.nidentities; i++)
         ids[i] = r.identities[i];
     ids[r.nidentities] = NULL;
-    char *home = home_dir();
     sky_buf kh = SKY_BUF_INIT;
     if (sp->known_hosts)
         sky_buf_append_str(&kh, sp->known_hosts);
     else
-        sky_buf_printf(&kh, "%s/.ssh/known_hosts", home);
-    free(home);
+        sky_buf_printf(&kh, "%s/.ssh/known_hosts", sp->home);
     ssh_target t = { .alias = r.alias, .hostname = r.hostname, .port = r.port, .user = r.user,
                      .identities = ids, .known_hosts = sky_buf_cstr(&kh), .accept_new = sp->accept_new,
                      .connect_seconds = sp->connect_seconds };
     char why[1200];
     sn->conn = ssh_conn_open(&t, why, sizeof why);
     sky_buf_free(&kh);
+    free_resolved(&r);
     if (!sn->conn) {
         snprintf(err, errlen, "%s: %s", node->name, why);
-        free_resolved(&r);
         return -1;
     }
-    free_resolved(&r);
-
-    /* What the host is, and where its cache is. */
-    sky_buf out = SKY_BUF_INIT, eout = SKY_BUF_INIT;
-    int rc = ssh_conn_run(sn->conn, "uname -sm; printf '%s\\n' \"${XDG_CACHE_HOME:-$HOME/.cache}/skyrun\"", NULL,
-                          0, &out, &eout, keeper_now() + COMMAND_SECONDS, why, sizeof why);
-    if (rc != 0) {
-        snprintf(err, errlen, "%s (%s): cannot run a command there: %s", node->name, node->host,
-                 rc < 0 ? why : sky_buf_cstr(&eout));
-        sky_buf_free(&out);
-        sky_buf_free(&eout);
+    /* Shells for the workers start while the keeper does. */
+    sn->want_spare = sp->workers + 1 < MAX_SPARE ? sp->workers + 1 : MAX_SPARE;
+    open_spares(sn);
+    if (start_keeper(sp, node, err, errlen) != 0)
         return -1;
+    /* This build's worker is in the host's cache now. */
+    if (sn->nbins == 0) {
+        const char *base = strrchr(pr->worker_path, '/') + 1;
+        sn->bins[0].local = sky_xstrdup(pr->worker_path);
+        size_t n = strlen(sn->cache) + strlen(base) + 24;
+        sn->bins[0].remote = sky_xmalloc(n);
+        snprintf(sn->bins[0].remote, n, "%s/%s-%s", sn->cache, base, sp->bins[0].hash);
+        sn->nbins = 1;
     }
-    char *text = sky_xstrdup(sky_buf_cstr(&out));
-    sky_buf_free(&out);
-    sky_buf_free(&eout);
-    char *nl = strchr(text, '\n');
-    char *cache = nl ? nl + 1 : NULL;
-    if (nl)
-        *nl = 0;
-    char *end = cache ? strchr(cache, '\n') : NULL;
-    if (end)
-        *end = 0;
-    if (!cache || cache[0] != '/') {
-        snprintf(err, errlen, "%s (%s): cannot tell its cache folder (is HOME set there?)", node->name, node->host);
-        free(text);
-        return -1;
-    }
-    if (check_platform(node, text, err, errlen) != 0) {
-        free(text);
-        return -1;
-    }
-    sn->cache = sky_xstrdup(cache);
-    free(text);
-
-    const char *worker = remote_binary(sp, node, pr->worker_path, err, errlen);
-    if (!worker)
-        return -1;
-    /* The keeper, in a node folder of its own; its first line is "PID DIR". */
-    sky_buf cmd = SKY_BUF_INIT;
-    sky_buf_append_str(&cmd, "d=$(mktemp -d \"${TMPDIR:-/tmp}/skyrun-XXXXXX\") && mkdir -m 700 \"$d/work\" "
-                             "\"$d/private\" && echo \"$$ $d\" && exec ");
-    ssh_shell_quote(&cmd, worker);
-    sky_buf_append_str(&cmd, " --keeper \"$d\" --stdio --shared-mounts");
-    int to, from, diag;
-    char header[600] = "";
-    sn->keeper_chan = ssh_conn_exec(sn->conn, sky_buf_cstr(&cmd), &to, &from, &diag, header, sizeof header,
-                                    keeper_now() + COMMAND_SECONDS, why, sizeof why);
-    sky_buf_free(&cmd);
-    if (sn->keeper_chan < 0) {
-        snprintf(err, errlen, "%s (%s): cannot start its keeper: %s", node->name, node->host, why);
-        return -1;
-    }
-    close(diag);   /* the keeper reports through records; its stray stderr is dropped */
-    char *dir = strchr(header, ' ');
-    if (!dir || dir[1] != '/') {
-        close(to);
-        close(from);
-        snprintf(err, errlen, "%s (%s): cannot make a node folder in its temporary folder", node->name, node->host);
-        return -1;
-    }
-    dir++;
-    sn->kc.in_fd = from;
-    sn->kc.out_fd = to;
     char kwhy[300] = "";
     if (keeper_client_next(&sn->kc, keeper_now() + KEEPER_REPLY_SECONDS, kwhy, sizeof kwhy) != 0 ||
         !control_is(&sn->kc.rec, 0, "ready") || sn->kc.rec.n < 3) {
-        snprintf(err, errlen, "%s (%s): its keeper (%s) did not start: %s", node->name, node->host, worker,
+        snprintf(err, errlen, "%s (%s): its keeper did not start: %s", node->name, node->host,
                  kwhy[0] ? kwhy : "no ready record");
         return -1;
     }
@@ -480,28 +542,75 @@ static int start_node(sky_provider *pr, sky_node *node, char *err, size_t errlen
     if (rec->n > 3)
         snprintf(node->why_shared, sizeof node->why_shared, "%.*s", (int)rec->len[3], rec->field[3]);
     node->shares_host_files = 0;
-    size_t dn = strlen(dir) + 16;
+    size_t dn = strlen(sn->dir) + 16;
     node->workdir = sky_xmalloc(dn);
-    snprintf(node->workdir, dn, "%s/work", dir);
+    snprintf(node->workdir, dn, "%s/work", sn->dir);
     node->private_dir = sky_xmalloc(dn);
-    snprintf(node->private_dir, dn, "%s/private", dir);
+    snprintf(node->private_dir, dn, "%s/private", sn->dir);
     return 0;
 }
 
-static int keeper_say(ssh_node *sn, const char *what, const char *kind, long pid, int wait_answer)
+/* Hosts come up at once: each bring-up is mostly waiting for its host. */
+typedef struct start_job {
+    sky_provider *pr;
+    sky_node *node;
+    int rc;
+    char err[1500];
+} start_job;
+
+static void *start_thread(void *arg)
+{
+    start_job *j = arg;
+    j->rc = start_node(j->pr, j->node, j->err, sizeof j->err);
+    return NULL;
+}
+
+static int start_nodes(sky_provider *pr, sky_node *nodes, int n, char *err, size_t errlen)
+{
+    ssh_provider *sp = (ssh_provider *)pr;
+    if (sp->nbins == 0) {
+        local_binary *lb = &sp->bins[0];
+        if (hash_file(pr->worker_path, lb->hash) != 0) {
+            snprintf(err, errlen, "cannot read %s: %s", pr->worker_path, strerror(errno));
+            return -1;
+        }
+        lb->path = sky_xstrdup(pr->worker_path);
+        sp->nbins = 1;
+    }
+    start_job *jobs = sky_xcalloc((size_t)n, sizeof *jobs);
+    pthread_t *threads = sky_xcalloc((size_t)n, sizeof *threads);
+    int *started = sky_xcalloc((size_t)n, sizeof *started);
+    for (int i = 0; i < n; i++) {
+        jobs[i] = (start_job){ .pr = pr, .node = &nodes[i] };
+        started[i] = pthread_create(&threads[i], NULL, start_thread, &jobs[i]) == 0;
+        if (!started[i])
+            start_thread(&jobs[i]);
+    }
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        if (started[i])
+            pthread_join(threads[i], NULL);
+        if (jobs[i].rc != 0 && rc == 0) {
+            snprintf(err, errlen, "%s", jobs[i].err);
+            rc = -1;
+        }
+    }
+    free(jobs);
+    free(threads);
+    free(started);
+    return rc;
+}
+
+/* Asks the keeper to kill a process this provider started (it wrote
+ * NODE_DIR/pids/PID), with its process group. */
+static void keeper_kill(ssh_node *sn, long pid)
 {
     sky_buf req = SKY_BUF_INIT;
-    char text[32];
-    snprintf(text, sizeof text, "%ld", pid);
-    control_field_str(&req, what);
-    if (kind)
-        control_field_str(&req, kind);
-    control_field_str(&req, text);
+    control_field_str(&req, "kill");
+    control_field_int(&req, pid);
     control_end(&req);
-    char err[300];
-    int rc = wait_answer ? keeper_client_request(&sn->kc, &req, err, sizeof err) : keeper_client_send(&sn->kc, &req);
+    keeper_client_send(&sn->kc, &req);
     sky_buf_free(&req);
-    return rc;
 }
 
 static int spawn(sky_provider *pr, sky_node *node, const sky_spawn *spec, sky_proc *proc, char *err, size_t errlen)
@@ -509,21 +618,32 @@ static int spawn(sky_provider *pr, sky_node *node, const sky_spawn *spec, sky_pr
     ssh_provider *sp = (ssh_provider *)pr;
     ssh_node *sn = node->data;
     const char *argv0 = spec->argv[0];
-    if (is_shippable(argv0) && !(argv0 = remote_binary(sp, node, argv0, err, errlen)))
+    /* This build's binaries are known to be there: such a process (a
+     * worker) is started without waiting for the host, so that a node's
+     * workers come up together. Anything else is waited for, so that a
+     * missing program is an error of spawn, as on localhost. */
+    int known = is_shippable(argv0);
+    if (known && !(argv0 = remote_binary(sp, node, argv0, err, errlen)))
         return -1;
     for (size_t i = 0; spec->env && spec->env[i]; i++)
         if (strchr(spec->env[i], '\n') || !strchr(spec->env[i], '=')) {
             snprintf(err, errlen, "%s: an environment entry holds a newline or no '='", node->name);
             return -1;
         }
-    /* cd; say the pid (or that the program is missing); read the
-     * environment from stdin (never argv: process lists show argv); exec. */
+    /* cd; leave its pid for the keeper and say it; read the environment
+     * from stdin (never argv: process lists show argv); exec. */
     sky_buf cmd = SKY_BUF_INIT;
     sky_buf_append_str(&cmd, "cd ");
     ssh_shell_quote(&cmd, spec->cwd ? spec->cwd : node->workdir);
-    sky_buf_append_str(&cmd, " || exit 127; command -v ");
-    ssh_shell_quote(&cmd, argv0);
-    sky_buf_append_str(&cmd, " >/dev/null 2>&1 || { echo '!No such file or directory'; exit 127; }; echo $$; ");
+    sky_buf_append_str(&cmd, " || exit 127; ");
+    if (!known) {
+        sky_buf_append_str(&cmd, "command -v ");
+        ssh_shell_quote(&cmd, argv0);
+        sky_buf_append_str(&cmd, " >/dev/null 2>&1 || { echo '!No such file or directory'; exit 127; }; ");
+    }
+    sky_buf_append_str(&cmd, ": > ");
+    ssh_shell_quote(&cmd, sn->dir);
+    sky_buf_append_str(&cmd, "/pids/$$ && echo $$ || exit 127; ");
     if (spec->env && spec->env[0])
         sky_buf_append_str(&cmd, "while IFS= read -r skyrun_kv && [ -n \"$skyrun_kv\" ]; do export \"$skyrun_kv\"; "
                                  "done; unset skyrun_kv; ");
@@ -532,53 +652,75 @@ static int spawn(sky_provider *pr, sky_node *node, const sky_spawn *spec, sky_pr
         sky_buf_append_byte(&cmd, ' ');
         ssh_shell_quote(&cmd, i == 0 ? argv0 : spec->argv[i]);
     }
-    char header[300] = "", why[600];
-    int to, from, diag;
-    int id = ssh_conn_exec(sn->conn, sky_buf_cstr(&cmd), &to, &from, &diag, header, sizeof header,
-                           keeper_now() + COMMAND_SECONDS, why, sizeof why);
+    /* What goes to its stdin before anything else: the command itself when
+     * a waiting shell takes it, then the environment. */
+    sky_buf input = SKY_BUF_INIT;
+    int warm = sn->nspare > 0 && !strchr(sky_buf_cstr(&cmd), '\n');
+    if (warm)
+        sky_buf_printf(&input, "%s\n", sky_buf_cstr(&cmd));
+    if (spec->env && spec->env[0]) {
+        for (size_t i = 0; spec->env[i]; i++)
+            sky_buf_printf(&input, "%s\n", spec->env[i]);
+        sky_buf_append_byte(&input, '\n');
+    }
+    char header[300] = "", why[600] = "";
+    int to, from, diag, id;
+    if (warm) {
+        spare *sh = &sn->spare[--sn->nspare];
+        id = sh->chan;
+        to = sh->to;
+        from = sh->from;
+        diag = sh->diag;
+    } else {
+        id = ssh_conn_exec(sn->conn, sky_buf_cstr(&cmd), SSH_EXEC_HEADER | SSH_EXEC_NOWAIT, &to, &from, &diag, NULL,
+                           0, 0, why, sizeof why);
+    }
     sky_buf_free(&cmd);
     if (id < 0) {
+        sky_buf_free(&input);
         snprintf(err, errlen, "%s (%s): %s", node->name, node->host, why);
         return -1;
     }
-    char *end;
-    long pid = strtol(header, &end, 10);
-    if (header[0] == '!' || pid <= 1 || *end) {
-        close(to);
-        close(from);
-        close(diag);
-        ssh_conn_release(sn->conn, id);
-        snprintf(err, errlen, "%s: %s",  spec->argv[0],
-                 header[0] == '!' ? header + 1 : "could not start (its folder is missing?)");
-        return -1;
+    /* Small: it waits in the local socket until the channel reads it. */
+    size_t done = 0;
+    sky_sigpipe_guard g;
+    sky_sigpipe_hold(&g);
+    while (done < input.len) {
+        ssize_t w = write(to, input.data + done, input.len - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        done += (size_t)w;
     }
-    if (spec->env && spec->env[0]) {
-        sky_buf envb = SKY_BUF_INIT;
-        for (size_t i = 0; spec->env[i]; i++)
-            sky_buf_printf(&envb, "%s\n", spec->env[i]);
-        sky_buf_append_byte(&envb, '\n');
-        size_t done = 0;
-        sky_sigpipe_guard g;
-        sky_sigpipe_hold(&g);
-        while (done < envb.len) {
-            ssize_t w = write(to, envb.data + done, envb.len - done);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                break;
-            done += (size_t)w;
+    sky_sigpipe_release(&g);
+    explicit_bzero(input.data, input.len);
+    sky_buf_free(&input);
+    open_spares(sn);   /* the next spawn finds a shell waiting */
+    long pid = 0;
+    if (!known) {
+        char *end = header;
+        if (ssh_conn_header(sn->conn, id, keeper_now() + COMMAND_SECONDS, header, sizeof header) == 0)
+            pid = strtol(header, &end, 10);
+        if (header[0] == '!' || pid <= 1 || *end) {
+            close(to);
+            close(from);
+            close(diag);
+            ssh_conn_release(sn->conn, id);
+            const char *lost = ssh_conn_lost(sn->conn);
+            snprintf(err, errlen, "%s: %s", spec->argv[0],
+                     header[0] == '!' ? header + 1 : lost[0] ? lost : "could not start (its folder is missing?)");
+            return -1;
         }
-        sky_sigpipe_release(&g);
-        explicit_bzero(envb.data, envb.len);
-        sky_buf_free(&envb);
     }
-    /* If the host loses us, the keeper ends it. */
-    keeper_say(sn, "track", "pid", pid, 1);
+    ssh_proc *sproc = sky_xcalloc(1, sizeof *sproc);
+    sproc->chan = id;
+    sproc->pid = pid;
     proc->to = to;
     proc->from = from;
     proc->diag = diag;
     proc->id = pid;
-    proc->handle = (void *)(intptr_t)id;
+    proc->handle = sproc;
     return 0;
 }
 
@@ -592,23 +734,26 @@ static int end_proc(sky_provider *pr, sky_node *node, sky_proc *proc, double dea
             close(*fds[i]);
             *fds[i] = -1;
         }
-    if (proc->id <= 0 || !proc->handle) {
+    ssh_proc *sproc = proc->handle;
+    if (!sproc) {
         snprintf(how, howlen, "was never started");
         return -1;
     }
-    int id = (int)(intptr_t)proc->handle;
-    int code = ssh_conn_wait_exit(sn->conn, id, deadline, how, howlen);
+    int code = ssh_conn_wait_exit(sn->conn, sproc->chan, deadline, how, howlen);
     if (code == -2) {
-        keeper_say(sn, "kill", NULL, proc->id, 0);
-        code = ssh_conn_wait_exit(sn->conn, id, keeper_now() + KILL_SECONDS, how, howlen);
+        char header[64];
+        if (!sproc->pid && ssh_conn_header(sn->conn, sproc->chan, keeper_now() + 1.0, header, sizeof header) == 0)
+            sproc->pid = strtol(header, NULL, 10);
+        if (sproc->pid > 1)
+            keeper_kill(sn, sproc->pid);
+        code = ssh_conn_wait_exit(sn->conn, sproc->chan, keeper_now() + KILL_SECONDS, how, howlen);
         if (code == -2) {
             snprintf(how, howlen, "was lost");
             code = -1;
         }
     }
-    if (!ssh_conn_lost(sn->conn)[0])
-        keeper_say(sn, "untrack", "pid", proc->id, 1);
-    ssh_conn_release(sn->conn, id);
+    ssh_conn_release(sn->conn, sproc->chan);
+    free(sproc);
     proc->id = 0;
     proc->handle = NULL;
     return code;
@@ -663,6 +808,8 @@ static void free_provider(sky_provider *pr)
     free(sp->hosts);
     for (int i = 0; i < sp->nbins; i++)
         free(sp->bins[i].path);
+    free(sp->home);
+    free(sp->luser);
     free(sp->user);
     free(sp->identity);
     free(sp->known_hosts);
@@ -700,8 +847,12 @@ sky_provider *sky_provider_ssh_new(const sky_ssh_options *opts, char *err, size_
     sp->port = opts->port;
     sp->accept_new = accept_new;
     sp->connect_seconds = opts->connect_seconds > 0 ? opts->connect_seconds : CONNECT_SECONDS;
+    sp->workers = opts->workers > 0 ? opts->workers : 1;
+    sp->home = home_dir();
+    sp->luser = local_user();
     sp->base.name = "ssh";
     sp->base.start_node = start_node;
+    sp->base.start_nodes = start_nodes;
     sp->base.spawn = spawn;
     sp->base.end = end_proc;
     sp->base.request = keeper_request;

@@ -408,20 +408,17 @@ static int authenticate(LIBSSH2_SESSION *s, const ssh_target *t, char *err, size
 
 static void *pump_main(void *arg);
 
-/* The host key types known_hosts files hold today, ed25519 first (libssh2
- * would take ECDSA first, and a host known by its ed25519 key would look
- * unknown). Only types this libssh2 supports are named: 1.10 corrupts its
- * list when it has to drop an unsupported one. */
-static void prefer_host_key_types(LIBSSH2_SESSION *s)
+/* Sets libssh2's preference for one kind of method to the names in
+ * wanted that this libssh2 supports, in that order (libssh2 1.10 corrupts
+ * its list when it has to drop a name it does not know). */
+static void prefer_methods(LIBSSH2_SESSION *s, int kind, const char *const *wanted, size_t nwanted)
 {
-    static const char *const wanted[] = { "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
-                                          "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa" };
     const char **algs = NULL;
-    int n = libssh2_session_supported_algs(s, LIBSSH2_METHOD_HOSTKEY, &algs);
+    int n = libssh2_session_supported_algs(s, kind, &algs);
     if (n <= 0)
         return;
     sky_buf pref = SKY_BUF_INIT;
-    for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++)
+    for (size_t i = 0; i < nwanted; i++)
         for (int j = 0; j < n; j++)
             if (strcmp(wanted[i], algs[j]) == 0) {
                 if (pref.len)
@@ -430,8 +427,29 @@ static void prefer_host_key_types(LIBSSH2_SESSION *s)
             }
     libssh2_free(s, algs);
     if (pref.len)
-        libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, sky_buf_cstr(&pref));
+        libssh2_session_method_pref(s, kind, sky_buf_cstr(&pref));
     sky_buf_free(&pref);
+}
+
+/* Host keys: the types known_hosts files hold today, ed25519 first (libssh2
+ * would take ECDSA first, and a host known by its ed25519 key would look
+ * unknown). Key exchange: curve25519 first (as OpenSSH), never the slow
+ * group exchange while a fast one is offered. */
+static void prefer_modern_methods(LIBSSH2_SESSION *s)
+{
+    static const char *const hostkeys[] = { "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+                                            "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa" };
+    static const char *const kex[] = { "curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256",
+                                       "ecdh-sha2-nistp384", "ecdh-sha2-nistp521", "diffie-hellman-group14-sha256",
+                                       "diffie-hellman-group16-sha512", "diffie-hellman-group-exchange-sha256",
+                                       "diffie-hellman-group14-sha1" };
+    static const char *const ciphers[] = { "aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr",
+                                           "aes256-ctr", "chacha20-poly1305@openssh.com",
+                                           "aes256-cbc", "aes128-cbc" };
+    prefer_methods(s, LIBSSH2_METHOD_HOSTKEY, hostkeys, sizeof hostkeys / sizeof hostkeys[0]);
+    prefer_methods(s, LIBSSH2_METHOD_KEX, kex, sizeof kex / sizeof kex[0]);
+    prefer_methods(s, LIBSSH2_METHOD_CRYPT_CS, ciphers, sizeof ciphers / sizeof ciphers[0]);
+    prefer_methods(s, LIBSSH2_METHOD_CRYPT_SC, ciphers, sizeof ciphers / sizeof ciphers[0]);
 }
 
 ssh_conn *ssh_conn_open(const ssh_target *t, char *err, size_t errlen)
@@ -450,7 +468,7 @@ ssh_conn *ssh_conn_open(const ssh_target *t, char *err, size_t errlen)
         sky_oom("libssh2_session_init");
     libssh2_session_set_blocking(s, 1);
     libssh2_session_set_timeout(s, (long)(t->connect_seconds * 1000));
-    prefer_host_key_types(s);
+    prefer_modern_methods(s);
     sky_sigpipe_guard g;
     sky_sigpipe_hold(&g);
     int rc = libssh2_session_handshake(s, fd);
@@ -863,7 +881,22 @@ static int local_pair(int *mine, int *theirs)
     return 0;
 }
 
-int ssh_conn_exec(ssh_conn *c, const char *command, int *to, int *from, int *diag,
+/* The header line without its line end. */
+static void copy_header(const chan *k, char *header, size_t headerlen)
+{
+    size_t n = k->header.len;
+    while (n && (k->header.data[n - 1] == '\n' || k->header.data[n - 1] == '\r'))
+        n--;
+    snprintf(header, headerlen, "%.*s", (int)n, n ? (const char *)k->header.data : "");
+}
+
+static int starting(const chan *k)
+{
+    return k->state == C_OPENING || k->state == C_STARTING ||
+           (k->want_header && !k->have_header && k->state != C_ENDED);
+}
+
+int ssh_conn_exec(ssh_conn *c, const char *command, int flags, int *to, int *from, int *diag,
                   char *header, size_t headerlen, double deadline, char *err, size_t errlen)
 {
     chan *k = sky_xcalloc(1, sizeof *k);
@@ -878,7 +911,7 @@ int ssh_conn_exec(ssh_conn *c, const char *command, int *to, int *from, int *dia
         return -1;
     }
     k->command = sky_xstrdup(command);
-    k->want_header = header != NULL;
+    k->want_header = (flags & SSH_EXEC_HEADER) != 0;
     k->code = -1;
     pthread_mutex_lock(&c->lock);
     if (c->lost[0] || c->stopping) {
@@ -895,29 +928,25 @@ int ssh_conn_exec(ssh_conn *c, const char *command, int *to, int *from, int *dia
     k->next = c->chans;
     c->chans = k;
     wake_pump(c);
-    while ((k->state == C_OPENING || k->state == C_STARTING ||
-            (k->want_header && !k->have_header && k->state != C_ENDED)) &&
-           keeper_now() < deadline)
-        wait_until(c, deadline);
     int id = k->id;
     int rc = 0;
-    if (k->state == C_ENDED && k->why[0]) {
-        snprintf(err, errlen, "%s", k->why);
-        rc = -1;
-    } else if (k->state == C_OPENING || k->state == C_STARTING ||
-               (k->want_header && !k->have_header && k->state != C_ENDED)) {
-        snprintf(err, errlen, "%s did not start a command within %.0f s", c->alias,
-                 deadline - keeper_now() < 0 ? 0.0 : deadline - keeper_now());
-        rc = -1;
-    } else if (header) {
-        size_t n = k->header.len;
-        while (n && (k->header.data[n - 1] == '\n' || k->header.data[n - 1] == '\r'))
-            n--;
-        snprintf(header, headerlen, "%.*s", (int)n, (const char *)k->header.data);
+    if (!(flags & SSH_EXEC_NOWAIT)) {
+        while (starting(k) && keeper_now() < deadline)
+            wait_until(c, deadline);
+        if (k->state == C_ENDED && k->why[0]) {
+            snprintf(err, errlen, "%s", k->why);
+            rc = -1;
+        } else if (starting(k)) {
+            snprintf(err, errlen, "%s did not start a command in time", c->alias);
+            rc = -1;
+        } else if (header) {
+            copy_header(k, header, headerlen);
+        }
+        if (rc != 0) {
+            k->released = 1;
+            wake_pump(c);
+        }
     }
-    if (rc != 0)
-        k->released = 1;
-    wake_pump(c);
     pthread_mutex_unlock(&c->lock);
     if (rc != 0) {
         close(t_in);
@@ -929,6 +958,19 @@ int ssh_conn_exec(ssh_conn *c, const char *command, int *to, int *from, int *dia
     *from = t_out;
     *diag = t_err;
     return id;
+}
+
+int ssh_conn_header(ssh_conn *c, int id, double deadline, char *header, size_t headerlen)
+{
+    pthread_mutex_lock(&c->lock);
+    chan *k = find_chan(c, id);
+    while (k && starting(k) && keeper_now() < deadline)
+        wait_until(c, deadline);
+    int rc = k && k->have_header && k->header.len ? 0 : -1;
+    if (rc == 0)
+        copy_header(k, header, headerlen);
+    pthread_mutex_unlock(&c->lock);
+    return rc;
 }
 
 int ssh_conn_wait_exit(ssh_conn *c, int id, double deadline, char *how, size_t howlen)
@@ -979,7 +1021,7 @@ int ssh_conn_run(ssh_conn *c, const char *command, const void *input, size_t inl
                  sky_buf *errout, double deadline, char *err, size_t errlen)
 {
     int to, from, diag;
-    int id = ssh_conn_exec(c, command, &to, &from, &diag, NULL, 0, deadline, err, errlen);
+    int id = ssh_conn_exec(c, command, 0, &to, &from, &diag, NULL, 0, deadline, err, errlen);
     if (id < 0)
         return -1;
     set_nonblock(to);

@@ -48,11 +48,19 @@ ssh_conn *ssh_conn_open(const ssh_target *t, char *err, size_t errlen);
 
 /* Runs command (by the user's login shell) in a new channel. *to, *from and
  * *diag are its stdin, stdout and stderr as local sockets (the caller owns
- * them). With header, waits for the first line of stdout (taken off the
- * stream) into header/headerlen. Returns a channel id (> 0) for
- * ssh_conn_wait_exit / ssh_conn_release, or -1 with err. */
-int ssh_conn_exec(ssh_conn *c, const char *command, int *to, int *from, int *diag,
+ * them; bytes written to *to before the channel runs wait in the socket).
+ * With SSH_EXEC_HEADER the first line of stdout is taken off the stream:
+ * the call waits for it (into header) unless SSH_EXEC_NOWAIT, when it
+ * returns at once and ssh_conn_header gives it later. Returns a channel id
+ * (> 0) for the calls below, or -1 with err. */
+#define SSH_EXEC_HEADER 1
+#define SSH_EXEC_NOWAIT 2
+int ssh_conn_exec(ssh_conn *c, const char *command, int flags, int *to, int *from, int *diag,
                   char *header, size_t headerlen, double deadline, char *err, size_t errlen);
+
+/* Waits until deadline for channel id's header line: 0, or -1 when the
+ * command ended without one or it did not come in time. */
+int ssh_conn_header(ssh_conn *c, int id, double deadline, char *header, size_t headerlen);
 
 /* Waits until deadline (keeper_now() time) for channel id's command to end:
  * its exit status (128 + signal when killed), how filled ("exited with
