@@ -11,7 +11,7 @@ packages=(
   liblua5.4-dev lua5.4 lua-cjson lua-lpeg
   libcurl4-openssl-dev libssl-dev libssh2-1-dev liblz4-dev libyaml-dev
   libexpat1-dev libcmocka-dev
-  file time bc s3fs fuse3 openssh-server openssh-client awscli iproute2 procps psmisc
+  file time bc curl s3fs fuse3 openssh-server openssh-client awscli iproute2 procps psmisc
 
 )
 
