@@ -52,7 +52,9 @@
 # setsid, its pid recorded by us; sessions inherit its namespaces.
 #
 # Quirks met:
-# - The hosts get a private tmpfs on /tmp and /root/.cache. When DIR itself lies
+# - The hosts get a private tmpfs on /tmp and on /root (root's home: a fresh
+#   machine's, so this machine's ~/.bashrc does not slow every session down,
+#   and a ~/.cache of its own). When DIR itself lies
 #   below one of them (e.g. DIR=/tmp/x), DIR is bound back into the new tmpfs at
 #   the same path (the tmpfs is prepared at a staging point, DIR bound into it,
 #   then the whole is moved over /tmp), since sshd reads its keys, config and
@@ -182,7 +184,7 @@ private_tmpfs() {
   rmdir "$stage" 2>/dev/null || true
 }
 private_tmpfs /tmp 1777
-private_tmpfs /root/.cache 0700
+private_tmpfs /root 0700   # a home of its own: no rc files of this machine, its own ~/.cache
 exec -a "$4" sleep "$5"
 '
 

@@ -694,7 +694,8 @@ static int spawn(sky_provider *pr, sky_node *node, const sky_spawn *spec, sky_pr
         done += (size_t)w;
     }
     sky_sigpipe_release(&g);
-    explicit_bzero(input.data, input.len);
+    if (input.data)
+        explicit_bzero(input.data, input.len);
     sky_buf_free(&input);
     open_spares(sn);   /* the next spawn finds a shell waiting */
     long pid = 0;

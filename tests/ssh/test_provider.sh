@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# test_provider.sh: the ssh provider on a bed of three hosts (tests/ssh/testbed.sh:
+# each a network, mount and UTS namespace with its own sshd; an s3rver on the
+# bridge). What a user relies on: the same scripts as on localhost with only the
+# provider line changed — the reference pipeline with volumes and an image —;
+# host keys checked (unknown refused with its SHA256 fingerprint unless
+# accept-new records it; a changed key always refused); the worker copied only
+# when that build is missing from a host's cache; an unreachable host named;
+# a host lost mid-map → its calls retried on the others, every result right;
+# skyrun SIGKILLed mid-call → nothing left on any host within the bound.
+# Needs root (netns); exits 77 otherwise.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+TESTBED=$here/testbed.sh
+[ "$(id -u)" -eq 0 ] || { echo "skipped: needs root (network namespaces)"; exit 77; }
+
+BEDROOT=$(mktemp -d "${TMPDIR:-/tmp}/skyrun-sshprov.XXXXXX")
+BED=$BEDROOT/bed
+bed_down() { "$TESTBED" down "$BED" >/dev/null 2>&1 || true; rm -rf "$BEDROOT"; }
+rc=0
+"$TESTBED" up "$BED" 3 >"$BEDROOT/up.log" 2>&1 || rc=$?
+if [ $rc -ne 0 ]; then
+  cat "$BEDROOT/up.log" >&2
+  bed_down
+  [ $rc -eq 77 ] && { echo "skipped: the test bed cannot run here"; exit 77; }
+  echo "FAIL - the test bed did not come up" >&2
+  exit 1
+fi
+# shellcheck disable=SC1091
+. "$BED/env"
+export S3_ENDPOINT=$BED_S3_ENDPOINT AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+# shellcheck source=../s3/lib.sh
+. "$here/../s3/lib.sh"
+trap 'cleanup_lib; bed_down' EXIT
+read -r -a HOSTS <<<"$BED_HOSTS"
+SRC=${SKYRUN_SOURCE_DIR:?}
+
+# The provider line of a test script, for the bed's hosts.
+provider() {
+  local kh=${1:-$BED_KNOWN_HOSTS} extra=${2:-}
+  printf 'sky.providers.ssh { hosts = { "%s", "%s", "%s" }, user = "root", identity = "%s", known_hosts = "%s", connect_timeout = 5%s }' \
+    "${HOSTS[0]}" "${HOSTS[1]}" "${HOSTS[2]}" "$BED_KEY" "$kh" "$extra"
+}
+
+host_exec() { "$TESTBED" host "$BED" "$1" exec "${@:2}"; }
+
+# Nothing of a pool is left on any host: no process, mount or node folder.
+# (The per-user cache of worker binaries, ~/.cache/skyrun, stays by design.)
+nothing_left() {
+  "$TESTBED" leftovers "$BED" 15 >"$WORK/left" 2>&1 || true
+  if grep -v -e '/root/.cache/skyrun$' -e '^leftovers:' "$WORK/left" | grep -q .; then
+    cat "$WORK/left" >&2
+    fail "left on the hosts"
+  fi
+}
+
+test_map_runs_on_every_host() {
+  cat >"$WORK/map.lua" <<LUA
+local sky = require "sky"
+local pool <close> = sky.compute { provider = $(provider), workers = 2 }
+local where = sky.fn(function(i)
+  local f = io.open("/proc/sys/kernel/hostname"); local h = f:read("l"); f:close()
+  return { i = i * i, host = h, node = sky.instance_info().node }
+end)
+local args = {}
+for i = 1, 300 do args[i] = i end
+local seen, n = {}, 0
+for i, r in ipairs(pool:map(where, args)) do
+  assert(r.i == i * i, "wrong result for " .. i)
+  if not seen[r.host] then seen[r.host] = true; n = n + 1 end
+end
+print("hosts used: " .. n)
+LUA
+  expect_exit 0 "$SKYRUN" "$WORK/map.lua"
+  expect_in "$WORK/out" "hosts used: 3"
+  nothing_left
+}
+
+test_the_worker_is_copied_once_per_host() {
+  local i
+  for i in 1 2 3; do host_exec "$i" sh -c 'rm -rf /root/.cache/skyrun'; done
+  cat >"$WORK/one.lua" <<LUA
+local sky = require "sky"
+local pool <close> = sky.compute { provider = $(provider) }
+print(sky.fn(function() return "ran" end)() >> pool)
+LUA
+  SKYRUN_LOG=debug expect_exit 0 "$SKYRUN" "$WORK/one.lua"
+  [ "$(grep -c '(copied)' "$WORK/err")" = 3 ] || { cat "$WORK/err" >&2; fail "the worker was not copied to each of 3 hosts"; }
+  host_exec 2 sh -c 'ls /root/.cache/skyrun' >"$WORK/cache"
+  [ "$(grep -c '^skyrun-worker-' "$WORK/cache")" = 1 ] || fail "the cache holds: $(cat "$WORK/cache")"
+  grep -q '^\.incoming' "$WORK/cache" && fail "a partial copy is left in the cache"
+  SKYRUN_LOG=debug expect_exit 0 "$SKYRUN" "$WORK/one.lua"
+  expect_not_in "$WORK/err" "(copied)"
+  [ "$(grep -c '(have)' "$WORK/err")" = 0 ] || true
+  expect_in "$WORK/out" "ran"
+}
+
+test_an_unknown_host_is_refused_with_its_fingerprint() {
+  local fp
+  fp=$(ssh-keygen -l -E sha256 -f "$BED_DIR/h1/ssh_host_ed25519_key.pub" | awk '{print $2}')
+  : >"$WORK/known_hosts"
+  cat >"$WORK/strict.lua" <<LUA
+local sky = require "sky"
+local pool <close> = sky.compute { provider = $(provider "$WORK/known_hosts") }
+print("the pool started")
+LUA
+  expect_exit 1 "$SKYRUN" "$WORK/strict.lua"
+  expect_in "$WORK/err" "${HOSTS[0]}"
+  expect_in "$WORK/err" "not a known host"
+  expect_in "$WORK/err" "$fp"
+  expect_in "$WORK/err" "accept-new"
+  nothing_left
+  # accept-new records the three hosts, OpenSSH's way, and connects
+  sed "s|connect_timeout = 5|connect_timeout = 5, host_key_policy = \"accept-new\"|" "$WORK/strict.lua" >"$WORK/new.lua"
+  expect_exit 0 "$SKYRUN" "$WORK/new.lua"
+  expect_in "$WORK/out" "the pool started"
+  [ "$(wc -l <"$WORK/known_hosts")" = 3 ] || fail "known_hosts holds: $(cat "$WORK/known_hosts")"
+  ssh -i "$BED_KEY" -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes \
+    -o UserKnownHostsFile="$WORK/known_hosts" "root@${HOSTS[0]}" true || fail "OpenSSH does not accept the recorded key"
+  # and the strict policy now accepts them
+  expect_exit 0 "$SKYRUN" "$WORK/strict.lua"
+}
+
+test_a_changed_host_key_is_always_refused() {
+  cp "$BED_KNOWN_HOSTS" "$WORK/kh_changed"
+  "$TESTBED" host "$BED" 3 rekey >/dev/null
+  cat >"$WORK/changed.lua" <<LUA
+local sky = require "sky"
+local pool <close> = sky.compute { provider = $(provider "$WORK/kh_changed" ', host_key_policy = "accept-new"') }
+print("the pool started")
+LUA
+  expect_exit 1 "$SKYRUN" "$WORK/changed.lua"
+  expect_in "$WORK/err" "${HOSTS[2]}"
+  expect_in "$WORK/err" "CHANGED"
+  expect_in "$WORK/err" "$(ssh-keygen -l -E sha256 -f "$BED_DIR/h3/ssh_host_ed25519_key.pub" | awk '{print $2}')"
+  expect_not_in "$WORK/out" "the pool started"
+  cmp -s "$BED_KNOWN_HOSTS" "$WORK/kh_changed" || fail "known_hosts was changed"
+  nothing_left
+  # the bed's own known_hosts follows the new key for the other cases
+  local line; line="${HOSTS[2]} $(cut -d' ' -f1,2 "$BED_DIR/h3/ssh_host_ed25519_key.pub")"
+  grep -v "^${HOSTS[2]} " "$BED_KNOWN_HOSTS" >"$WORK/kh" || true
+  echo "$line" >>"$WORK/kh"
+  cat "$WORK/kh" >"$BED_KNOWN_HOSTS"
+}
+
+test_an_unreachable_host_is_named() {
+  "$TESTBED" host "$BED" 2 netdown >/dev/null
+  cat >"$WORK/down.lua" <<LUA
+local sky = require "sky"
+local pool <close> = sky.compute { provider = $(provider) }
+print("the pool started")
+LUA
+  local rc=0
+  expect_exit 1 "$SKYRUN" "$WORK/down.lua" || rc=$?
+  "$TESTBED" host "$BED" 2 netup >/dev/null
+  [ $rc -eq 0 ] || return 1
+  expect_in "$WORK/err" "node 1"
+  expect_in "$WORK/err" "host ${HOSTS[1]}"
+  expect_in "$WORK/err" "unreachable"
+  nothing_left
+}
+
+test_a_host_lost_mid_map_moves_its_calls() {
+  cat >"$WORK/lost.lua" <<LUA
+local sky = require "sky"
+local pool <close> = sky.compute { provider = $(provider), workers = 2, retries = 3 }
+local slow = sky.fn(function(i) local t = os.time() + 0; local x = 0
+  for _ = 1, 200000 do x = x + 1 end
+  local f = io.open("/proc/sys/kernel/hostname"); local h = f:read("l"); f:close()
+  return { v = i * 3, host = h } end)
+local args = {}
+for i = 1, 3000 do args[i] = i end
+io.stdout:write("mapping\\n"); io.stdout:flush()
+local hosts = {}
+for i, r in ipairs(pool:map(slow, args)) do
+  assert(r.v == i * 3, "wrong result for " .. i)
+  hosts[r.host] = (hosts[r.host] or 0) + 1
+end
+print("all results right")
+LUA
+  "$SKYRUN" "$WORK/lost.lua" >"$WORK/out" 2>"$WORK/err" &
+  local pid=$! i
+  for ((i = 0; i < 300; i++)); do grep -q mapping "$WORK/out" 2>/dev/null && break; sleep 0.1; done
+  sleep "0.$((RANDOM % 9 + 1))"
+  "$TESTBED" host "$BED" 2 kill-all >/dev/null
+  local rc=0
+  for ((i = 0; i < 1200; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && { kill -9 "$pid"; fail "skyrun did not finish within 120 s"; }
+  wait "$pid" || rc=$?
+  "$TESTBED" host "$BED" 2 start-sshd >/dev/null
+  [ $rc -eq 0 ] || { cat "$WORK/err" >&2; fail "skyrun exited $rc"; }
+  expect_in "$WORK/out" "all results right"
+  nothing_left
+}
+
+test_skyrun_killed_mid_call_leaves_nothing() {
+  local try
+  for try in 1 2 3; do
+    cat >"$WORK/kill.lua" <<LUA
+local sky = require "sky"
+local pool <close> = sky.compute { provider = $(provider), workers = 2 }
+io.stdout:write("up\\n"); io.stdout:flush()
+pool:map(sky.fn(function(i) local x = 0; for _ = 1, 3000000 do x = x + i end; return x end), { 1, 2, 3, 4, 5, 6, 7, 8 })
+LUA
+    "$SKYRUN" "$WORK/kill.lua" >"$WORK/out" 2>"$WORK/err" &
+    local pid=$! i
+    for ((i = 0; i < 300; i++)); do grep -q up "$WORK/out" 2>/dev/null && break; sleep 0.1; done
+    sleep "0.$((RANDOM % 9))"
+    kill -9 "$pid"
+    wait "$pid" 2>/dev/null || true
+    nothing_left
+  done
+}
+
+test_the_reference_pipeline_runs_with_only_the_provider_changed() {
+  local script=$WORK/s3_volumes_ssh.lua
+  mkdir -p "$WORK/examples"
+  cp -r "$SRC/examples/data" "$SRC/examples/lib" "$WORK/examples/"
+  sed "s|sky.providers.localhost { nodes = nodes }|$(provider)|" "$SRC/examples/s3_volumes.lua" >"$WORK/examples/s3_volumes.lua"
+  cmp -s "$SRC/examples/s3_volumes.lua" "$WORK/examples/s3_volumes.lua" && fail "the provider line was not found"
+  [ "$(diff "$SRC/examples/s3_volumes.lua" "$WORK/examples/s3_volumes.lua" | grep -c '^>')" = 1 ] ||
+    fail "more than the provider line changed"
+  expect_exit 0 "$SKYRUN" "$WORK/examples/s3_volumes.lua" mount
+  expect_in "$WORK/out" "ok: the model trained on the pool reproduces its accuracy here"
+  awss3 s3 ls "s3://models/experiment-001/model.bin" >/dev/null || fail "the model is not in the bucket"
+  nothing_left
+}
+
+test_volumes_on_hosts_read_write_and_refuse_read_only() {
+  local b
+  b=$(fresh_bucket sshvol)
+  printf 'hello' | awss3 s3 cp - "s3://$b/in/x.txt" >/dev/null
+  cat >"$WORK/vol.lua" <<LUA
+local sky = require "sky"
+local st = sky.storage.s3 { endpoint = "$S3_ENDPOINT", region = "us-east-1", path_style = true }
+local pool <close> = sky.compute {
+  provider = $(provider),
+  image = sky.image { env = { GREETING = "hi" }, setup = { "echo set-up > setup-mark" } },
+  volumes = {
+    sky.volume { bucket = "$b", prefix = "in/", mount = "/data", read_only = true, storage = st },
+    sky.volume { bucket = "$b", prefix = "out/", mount = "/output", read_only = false, storage = st },
+  },
+}
+local r = pool:broadcast(sky.fn(function()
+  local n = sky.instance_info().node
+  local m = assert(io.open("setup-mark")); local mark = m:read("l"); m:close()
+  local f = assert(io.open("/data/x.txt")); local s = f:read("a"); f:close()
+  local g = assert(io.open("/output/n" .. n .. ".txt", "w")); g:write(s .. "+" .. n); g:close()
+  local ok, err = io.open("/data/new.txt", "w")
+  return { read = s, ro = tostring(err), env = os.getenv("GREETING"), mark = mark }
+end)())
+for _, x in ipairs(r) do
+  assert(x.read == "hello", x.read)
+  assert(x.ro:find("Read%-only file system"), x.ro)
+  assert(x.env == "hi")
+  assert(x.mark == "set-up")
+end
+print("nodes: " .. #r)
+LUA
+  expect_exit 0 "$SKYRUN" "$WORK/vol.lua"
+  expect_in "$WORK/out" "nodes: 3"
+  local n
+  for n in 0 1 2; do
+    [ "$(awss3 s3 cp "s3://$b/out/n$n.txt" -)" = "hello+$n" ] || fail "node $n's write is not in the bucket"
+  done
+  nothing_left
+}
+
+test_case "a map runs on every host, each result right" test_map_runs_on_every_host
+test_case "the worker is copied to a host once, then found in its cache" test_the_worker_is_copied_once_per_host
+test_case "an unknown host is refused with its SHA256 fingerprint; accept-new records it" test_an_unknown_host_is_refused_with_its_fingerprint
+test_case "a host lost mid-map: its calls go to the others, every result right" test_a_host_lost_mid_map_moves_its_calls
+test_case "skyrun SIGKILLed mid-call leaves nothing on any host" test_skyrun_killed_mid_call_leaves_nothing
+test_case "volumes and an image on hosts: read, write, read-only refused, nothing left" test_volumes_on_hosts_read_write_and_refuse_read_only
+test_case "the reference pipeline runs with only the provider line changed" test_the_reference_pipeline_runs_with_only_the_provider_changed
+test_case "an unreachable host is named with the reason" test_an_unreachable_host_is_named
+test_case "a changed host key is refused, even with accept-new" test_a_changed_host_key_is_always_refused
+finish
