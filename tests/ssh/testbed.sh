@@ -67,7 +67,9 @@
 #   /run/netns are created when missing and left in place (shared, harmless).
 # - The s3rver (like tests/support/s3rver.sh) runs under `timeout` (BED_MAX_LIFETIME_S,
 #   default 7200) and so do the holders; sshd listeners die with `down` or kill-all.
-# Knobs: BED_TIMEOUT_S (waits, default 30), BED_TMPFS_SIZE (default 1g),
+# Knobs: BED_WATCH_PID (up: a detached watchdog runs `down DIR` once that process
+#   is gone, so a test killed before its trap still leaves nothing; give the test's
+#   $$), BED_TIMEOUT_S (waits, default 30), BED_TMPFS_SIZE (default 1g),
 #   BED_KEEP_LOGS=1 (down keeps DIR/hI/sshd.log and DIR/s3rver.log).
 set -u
 PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
@@ -347,11 +349,32 @@ try_up() {
   start_s3rver || return 1
   for i in $(seq 1 "$N"); do start_sshd "$i" || return 1; done
   write_env
+  [ -z "${BED_WATCH_PID:-}" ] || start_watchdog "$BED_WATCH_PID"
+}
+
+# start_watchdog PID: a detached process that runs `down DIR` once PID is gone
+# (the test that owns the bed was killed, e.g. by ctest's timeout, before its own
+# cleanup), or after the bed's lifetime. Down ends it (unless down is it).
+watchdog_script='
+pid=$1 start=$2 lifetime=$3 self=$4 dir=$5 end=$((SECONDS + lifetime))
+started() { sed "s/.*) //" "/proc/$pid/stat" 2>/dev/null | cut -d" " -f20; }
+while [ "$(started)" = "$start" ] && [ $SECONDS -lt $end ]; do sleep 1; done
+exec "$self" down "$dir"
+'
+start_watchdog() {
+  local pid=$1 start
+  [[ "$pid" =~ ^[0-9]+$ ]] && start=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f20) && [ -n "$start" ] ||
+    { say "BED_WATCH_PID=$pid: no such process"; return 1; }
+  (close_fds; exec setsid bash -c "$watchdog_script" "sshbed-watchdog-$TAG" "$pid" "$start" "$LIFETIME" \
+      "$(cd "$(dirname "$0")" && pwd)/$(basename "$0")" "$DIR") </dev/null >>"$DIR/watchdog.log" 2>&1 &
+  echo "$!" >"$DIR/watchdog.pid"
 }
 
 # ---------- down ----------
 
 do_down() {
+  # one down at a time per bed (the test's trap and a watchdog may meet)
+  exec 8<"$DIR" && flock -w "$TMO" 8 || say "could not lock $DIR; going on"
   [ -f "$STATE" ] || { say "nothing up in $DIR"; return 0; }
   . "$STATE"
   local i p f pids=() nslist="" left
@@ -363,6 +386,8 @@ do_down() {
     p=$(holder_pid "$i") && pids+=("$p")
   done
   kill_wait 2 "${pids[@]}"
+  p=$(cat "$DIR/watchdog.pid" 2>/dev/null)
+  [ "$p" != "$$" ] && pid_ok "$p" "sshbed-watchdog-$TAG" && kill_wait 1 "$p"
   p=$(cat "$DIR/s3rver.pid" 2>/dev/null)
   if pid_ok "$p" "$DIR/s3rver"; then
     kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null
@@ -379,8 +404,8 @@ do_down() {
     else rm -rf "$DIR/h$i"; fi
   done
   rm -rf "$DIR/s3rver" "$DIR/s3rver.pid" "$DIR/id_ed25519" "$DIR/id_ed25519.pub" "$DIR/known_hosts" \
-    "$DIR/known_hosts.empty" "$DIR/env" "$DIR/env.tmp" "$DIR/.net" "$DIR"/stage.*
-  [ "${BED_KEEP_LOGS:-0}" = 1 ] || rm -f "$DIR/s3rver.log"
+    "$DIR/known_hosts.empty" "$DIR/env" "$DIR/env.tmp" "$DIR/.net" "$DIR"/stage.* "$DIR/watchdog.pid"
+  [ "${BED_KEEP_LOGS:-0}" = 1 ] || rm -f "$DIR/s3rver.log" "$DIR/watchdog.log"
   rm -f "$STATE"
   rmdir "$DIR" 2>/dev/null
   [ -z "$left" ] || { say "processes still alive: $(echo $left)"; return 1; }
@@ -389,25 +414,36 @@ do_down() {
 
 # ---------- leftovers ----------
 
-# host_leftovers I: one line per thing still on host I
-host_leftovers() {
-  local i=$1 h sshd p base anc
-  h=$(holder_pid "$i"); sshd=$(sshd_pid "$i")
-  for p in $(ns_members $(host_nslist "$i")); do
-    [ "$p" = "$h" ] || [ "$p" = "$sshd" ] && continue
-    alive "$p" || continue
-    echo "host $i: process $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-200)"
+# all_leftovers: one line per thing still on any host (one pass over /proc, one
+# nsenter per host: forks are slow on a loaded 2-core machine)
+all_leftovers() {
+  local i h sshd ino want="" skip=" " p host anc
+  for ((i = 1; i <= N; i++)); do
+    ino=$(stat -L -c %i "/run/netns/$(host_ns "$i")" 2>/dev/null) && want+=" net:$ino=$i"
+    if h=$(holder_pid "$i"); then
+      skip+="$h "; ino=$(stat -L -c %i "/proc/$h/ns/mnt" 2>/dev/null) && want+=" mnt:$ino=$i"; fi
+    sshd=$(sshd_pid "$i") && skip+="$sshd "
   done
-  [ -n "$h" ] || return 0
-  nsenter -t "$h" -m -- cat /proc/self/mountinfo 2>/dev/null | awk '{for(j=7;j<=NF;j++) if($j=="-") break; print $5, $(j+1), $(j+2)}' |
-    while read -r mp type src; do
-      grep -qxF -- "$mp" "$DIR/h$i/mounts.base" && continue
-      echo "host $i: mount $mp ($type, $src)"
+  stat -L -c '%n %i' /proc/[0-9]*/ns/net /proc/[0-9]*/ns/mnt 2>/dev/null |
+    awk -v want="$want" -v skip="$skip" 'BEGIN{n=split(want,w," "); for(k=1;k<=n;k++){split(w[k],a,"="); W[a[1]]=a[2]}}
+      {split($1,a,"/"); key=a[5] ":" $2; if ((key in W) && index(skip, " " a[3] " ") == 0) print a[3], W[key]}' |
+    sort -un -k1,1 | while read -r p host; do
+      alive "$p" || continue
+      echo "host $host: process $p: $({ tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null | cut -c1-200)"
     done
-  # DIR's own ancestors below /tmp are the bound-back DIR, not leftovers
+  # DIR's own ancestor right below /tmp is the bound-back DIR, not a leftover
   anc=$DIR; while [ "$(dirname "$anc")" != / ] && [ "$(dirname "$anc")" != /tmp ]; do anc=$(dirname "$anc"); done
-  nsenter -t "$h" -m -- sh -c 'for f in /tmp/skyrun-* /root/.cache/skyrun*; do [ -e "$f" ] && [ "$f" != "$1" ] && echo "$f"; done; true' sh "$anc" |
-    sed "s/^/host $i: file /"
+  for ((i = 1; i <= N; i++)); do
+    h=$(holder_pid "$i") || continue
+    nsenter -t "$h" -m -- sh -c 'cat /proc/self/mountinfo; echo ---; for f in /tmp/skyrun-* /root/.cache/skyrun*; do
+        [ -e "$f" ] && [ "$f" != "$1" ] && echo "$f"; done; true' sh "$anc" 2>/dev/null |
+      awk -v host="$i" -v basefile="$DIR/h$i/mounts.base" '
+        BEGIN{while ((getline l < basefile) > 0) base[l]=1}
+        $0 == "---" {files=1; next}
+        files {print "host " host ": file " $0; next}
+        {for (j = 7; j <= NF; j++) if ($j == "-") break
+         if (!($5 in base)) print "host " host ": mount " $5 " (" $(j+1) ", " $(j+2) ")"}'
+  done
 }
 
 do_leftovers() {
@@ -415,7 +451,7 @@ do_leftovers() {
   local settle=${1:-5} end out i
   end=$((SECONDS + settle))
   while :; do
-    out=$(for ((i = 1; i <= N; i++)); do host_leftovers "$i"; done)
+    out=$(all_leftovers)
     [ -n "$out" ] && [ $SECONDS -lt $end ] || break
     sleep 0.2
   done
