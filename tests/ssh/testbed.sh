@@ -39,7 +39,12 @@
 #   BED_KEY (client private key, ed25519, no passphrase) BED_KNOWN_HOSTS (all hosts'
 #   keys, OpenSSH format) BED_KNOWN_HOSTS_EMPTY BED_S3_ENDPOINT (http://10.213.K.1:PORT,
 #   s3rver: access key/secret S3RVER/S3RVER) BED_BRIDGE BED_NETNS BED_SSH_OPTS
-#   (ssh(1) options for the key and known_hosts, BatchMode, ConnectTimeout=5).
+#   (ssh(1) options for the key and known_hosts, BatchMode, ConnectTimeout=5; ssh
+#   keeps the FIRST value of an option, so put your own -o before them).
+# Checked with libssh2 1.10 (Debian 12): it negotiates the ed25519 host key, reads
+# DIR/known_hosts (libssh2_knownhost_readfile, OPENSSH) and matches it (mismatch
+# after rekey, not found with known_hosts.empty), and authenticates with
+# DIR/id_ed25519 + .pub (libssh2_userauth_publickey_fromfile).
 #
 # Layout: bridge sbdTAG (TAG = 4 hex digits from a hash of DIR, bumped past names
 # in use) with 10.213.K.1/24, K the first third octet no interface or route on the
@@ -50,6 +55,15 @@
 # sshbed-holder) so that they outlive a killed sshd: kill-sshd + start-sshd keeps
 # /tmp, kill-all + start-sshd is a reboot. sshd runs in the foreground (-D) under
 # setsid, its pid recorded by us; sessions inherit its namespaces.
+#
+# What the hosts do NOT have of their own (know this when writing a test):
+# - the PID namespace: a host's `ps` shows every process of the machine, and a
+#   pid printed on a host is the same pid outside; never `pkill NAME` on a host
+#   (it would hit all hosts and the machine), kill by pid;
+# - the file system outside /tmp and /root/.cache (so /usr, the build tree and
+#   DIR are the same everywhere), /dev, /sys, /run;
+# - name resolution: the hostname bedTAG-hI resolves nowhere, and there is no
+#   default route (only 10.213.K.0/24 and lo).
 #
 # Quirks met:
 # - The hosts get a private tmpfs on /tmp and /root/.cache. When DIR itself lies
@@ -338,6 +352,8 @@ try_up() {
   (flock -w "$TMO" 9 || { say "could not take $LOCK"; exit 1; }; net_setup; rc=$?; for v in TAG SUBNET BRIDGE NETNS_LIST VETHS; do printf '%s=%q\n' "$v" "${!v-}"; done >"$DIR/.net"; exit $rc) 9>>"$LOCK" ||
     { say "network setup failed"; return 1; }
   . "$DIR/.net"; rm -f "$DIR/.net"
+  # from here on, a killed owner (even one killed during up) takes the bed down
+  [ -z "${BED_WATCH_PID:-}" ] || start_watchdog "$BED_WATCH_PID" || return 1
   ssh-keygen -q -t ed25519 -N '' -C "testbed-$TAG" -f "$DIR/id_ed25519" </dev/null >/dev/null || return 1
   : >"$DIR/known_hosts"; : >"$DIR/known_hosts.empty"
   for i in $(seq 1 "$N"); do
@@ -349,7 +365,6 @@ try_up() {
   start_s3rver || return 1
   for i in $(seq 1 "$N"); do start_sshd "$i" || return 1; done
   write_env
-  [ -z "${BED_WATCH_PID:-}" ] || start_watchdog "$BED_WATCH_PID"
 }
 
 # start_watchdog PID: a detached process that runs `down DIR` once PID is gone
@@ -522,6 +537,7 @@ case $cmd in
     N=${3:-}
     [[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -ge 3 ] && [ "$N" -le 200 ] || die "N must be 3..200"
     [ ! -f "$STATE" ] || die "a test bed is already up in $DIR (run down first)"
+    [[ "$DIR" != *[[:space:]]* ]] || die "DIR must not contain white space (sshd_config paths): $DIR"
     if ! try_up; then
       say "up failed; tearing down (logs: $DIR/h*/sshd.log, $DIR/s3rver.log)"
       BED_KEEP_LOGS=1 do_down >/dev/null 2>&1
