@@ -154,6 +154,11 @@ case_rekey_is_refused() {
   "$TESTBED" host "$BED" 1 rekey
   expect_ssh_fails 1 'REMOTE HOST IDENTIFICATION HAS CHANGED'
   grep -q 'Host key verification failed' "$WORK/err" || fail "no 'Host key verification failed'"
+  # the current keys, as known-hosts prints them, are accepted again
+  "$TESTBED" known-hosts "$BED" >"$WORK/known_hosts.now"
+  [ "$(timeout 60 ssh -i "$BED_KEY" -o BatchMode=yes -o UserKnownHostsFile="$WORK/known_hosts.now" \
+    -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o ConnectTimeout=5 "root@$(host_addr 1)" echo again)" = again ] ||
+    fail "the new key from known-hosts is not accepted"
 }
 
 case_second_bed_coexists() {

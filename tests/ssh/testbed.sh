@@ -12,6 +12,8 @@
 #   testbed.sh down DIR        stop and remove everything `up DIR` made; idempotent.
 #                              Run it before removing DIR: DIR holds the bed's state
 #   testbed.sh env DIR         print DIR/env
+#   testbed.sh known-hosts DIR print known_hosts lines for the hosts' CURRENT keys
+#                              (DIR/known_hosts keeps the keys of `up`, also after rekey)
 #   testbed.sh host DIR I ACT  fault injection / inspection on host I (1..N):
 #       netdown | netup   cut / restore the host's network (link down on the
 #                         bridge side of its veth): connections hang, new ones
@@ -106,7 +108,7 @@ LOCK=/run/lock/skyrun-sshbed.lock
 [ -d /run/lock ] || LOCK=/tmp/skyrun-sshbed.lock
 
 cmd=${1:-}; DIR=${2:-}
-usage="usage: $0 up DIR N | down DIR | env DIR | host DIR I netdown|netup|kill-sshd|kill-all|start-sshd|rekey|exec CMD... | leftovers DIR [SETTLE_S]"
+usage="usage: $0 up DIR N | down DIR | env DIR | known-hosts DIR | host DIR I netdown|netup|kill-sshd|kill-all|start-sshd|rekey|exec CMD... | leftovers DIR [SETTLE_S]"
 [ -n "$cmd" ] && [ -n "$DIR" ] || die "$usage"
 
 # ---------- helpers ----------
@@ -272,6 +274,8 @@ EOF
     echo "PerSourcePenalties no" >>"$DIR/h$i/sshd_config"; fi
 }
 
+known_hosts_line() { echo "$(host_addr "$1") $(cut -d' ' -f1,2 "$DIR/h$1/ssh_host_ed25519_key.pub")"; }
+
 new_host_key() {
   local i=$1
   rm -f "$DIR/h$i/ssh_host_ed25519_key" "$DIR/h$i/ssh_host_ed25519_key.pub"
@@ -365,7 +369,7 @@ try_up() {
     mkdir -p "$DIR/h$i"
     new_host_key "$i" || return 1
     write_sshd_config "$i"
-    echo "$(host_addr "$i") $(cut -d' ' -f1,2 "$DIR/h$i/ssh_host_ed25519_key.pub")" >>"$DIR/known_hosts"
+    known_hosts_line "$i" >>"$DIR/known_hosts"
   done
   start_s3rver || return 1
   for i in $(seq 1 "$N"); do start_sshd "$i" || return 1; done
@@ -551,6 +555,7 @@ case $cmd in
     say "up: $N hosts ($SUBNET.2-$((1 + N))) on $BRIDGE, s3rver $S3_ENDPOINT, ${SECONDS}s" ;;
   down) [ "$(id -u)" = 0 ] || skip "needs root"; do_down ;;
   env) load_state; cat "$DIR/env" ;;
+  known-hosts) load_state; for ((i = 1; i <= N; i++)); do known_hosts_line "$i"; done ;;
   host) [ "$(id -u)" = 0 ] || skip "needs root"; shift 2; do_host "$@" ;;
   leftovers) [ "$(id -u)" = 0 ] || skip "needs root"; do_leftovers "${3:-5}" ;;
   *) die "$usage" ;;
