@@ -13,10 +13,12 @@ SKIP_CODE=77
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/skyrun-sshbed-test.XXXXXX")
 BED=$WORK/bed
 BED2=$WORK/bed2
+BED3=$WORK/bed3
 PASSED=0
 FAILED=0
 
 cleanup() {
+  "$TESTBED" down "$BED3" >/dev/null 2>&1
   "$TESTBED" down "$BED2" >/dev/null 2>&1
   "$TESTBED" down "$BED" >/dev/null 2>&1
   rm -rf "$WORK"
@@ -32,7 +34,7 @@ test_case() {
   # not `( ... ) || rc=$?`: errexit is off inside anything on the left of a || list
   ( set -e; "$@" )
   rc=$?
-  if [ $rc -eq 0 ]; then PASSED=$((PASSED + 1)); echo "ok   - $name"
+  if [ $rc -eq 0 ]; then PASSED=$((PASSED + 1)); echo "ok   - $name${BED_TEST_TIMES:+ (at ${SECONDS}s)}"
   else FAILED=$((FAILED + 1)); echo "FAIL - $name"; fi
 }
 
@@ -152,6 +154,11 @@ case_rekey_is_refused() {
   "$TESTBED" host "$BED" 1 rekey
   expect_ssh_fails 1 'REMOTE HOST IDENTIFICATION HAS CHANGED'
   grep -q 'Host key verification failed' "$WORK/err" || fail "no 'Host key verification failed'"
+  # the current keys, as known-hosts prints them, are accepted again
+  "$TESTBED" known-hosts "$BED" >"$WORK/known_hosts.now"
+  [ "$(timeout 60 ssh -i "$BED_KEY" -o BatchMode=yes -o UserKnownHostsFile="$WORK/known_hosts.now" \
+    -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o ConnectTimeout=5 "root@$(host_addr 1)" echo again)" = again ] ||
+    fail "the new key from known-hosts is not accepted"
 }
 
 case_second_bed_coexists() {
@@ -166,6 +173,19 @@ case_second_bed_coexists() {
   "$TESTBED" down "$BED2" || fail "down of the second bed failed"
   ip link show "$b1" >/dev/null 2>&1 || fail "first bed's bridge gone"
   bed_ssh "$(host_addr 2)" true || fail "first bed broken by the second's down"
+}
+
+case_watchdog_downs_an_orphaned_bed() {
+  local owner tag
+  sleep 600 &
+  owner=$!
+  BED_WATCH_PID=$owner "$TESTBED" up "$BED3" 3 2>"$WORK/err3" || { kill $owner; cat "$WORK/err3" >&2; fail "third bed did not come up"; }
+  tag=$(. "$BED3/env" && echo "${BED_BRIDGE#sbd}")
+  kill $owner; wait $owner 2>/dev/null || true
+  for _ in $(seq 600); do [ -e "$BED3" ] || break; sleep 0.1; done
+  [ ! -e "$BED3" ] || fail "the watchdog did not take the bed down"
+  ! ip -o link show | grep -q "sbd$tag" || fail "links left"
+  ! ip netns list | grep -q "^sbd$tag-" || fail "netns left"
 }
 
 case_down_leaves_nothing() {
@@ -183,7 +203,7 @@ case_down_leaves_nothing() {
 # ---------- main ----------
 
 rc=0
-"$TESTBED" up "$BED" 3 2>"$WORK/up.err" || rc=$?
+BED_WATCH_PID=$$ "$TESTBED" up "$BED" 3 2>"$WORK/up.err" || rc=$?
 if [ $rc -eq $SKIP_CODE ]; then cat "$WORK/up.err"; echo "skipped: the test bed cannot run here"; exit $SKIP_CODE; fi
 if [ $rc -ne 0 ]; then cat "$WORK/up.err" >&2; echo "FAIL - up"; exit 1; fi
 echo "ok   - up ($(tail -n1 "$WORK/up.err"))"
@@ -200,6 +220,7 @@ test_case "leftovers reports processes and /tmp/skyrun-* on hosts" case_leftover
 test_case "leftovers reports fuse mounts and s3fs (s3fs against the bed's s3rver)" case_fuse_mount_leftover
 test_case "a second bed coexists and goes down alone" case_second_bed_coexists
 test_case "rekey makes OpenSSH refuse with a changed-key error" case_rekey_is_refused
+test_case "a bed whose owner died is taken down by its watchdog" case_watchdog_downs_an_orphaned_bed
 test_case "down leaves no netns, link, sshd or s3rver; down is idempotent" case_down_leaves_nothing
 
 echo "$PASSED passed, $FAILED failed"

@@ -9,8 +9,11 @@
 #
 #   testbed.sh up DIR N        N >= 3 hosts, all state in DIR (created if absent);
 #                              writes DIR/env (sourceable, see below)
-#   testbed.sh down DIR        stop and remove everything `up DIR` made; idempotent
+#   testbed.sh down DIR        stop and remove everything `up DIR` made; idempotent.
+#                              Run it before removing DIR: DIR holds the bed's state
 #   testbed.sh env DIR         print DIR/env
+#   testbed.sh known-hosts DIR print known_hosts lines for the hosts' CURRENT keys
+#                              (DIR/known_hosts keeps the keys of `up`, also after rekey)
 #   testbed.sh host DIR I ACT  fault injection / inspection on host I (1..N):
 #       netdown | netup   cut / restore the host's network (link down on the
 #                         bridge side of its veth): connections hang, new ones
@@ -39,7 +42,12 @@
 #   BED_KEY (client private key, ed25519, no passphrase) BED_KNOWN_HOSTS (all hosts'
 #   keys, OpenSSH format) BED_KNOWN_HOSTS_EMPTY BED_S3_ENDPOINT (http://10.213.K.1:PORT,
 #   s3rver: access key/secret S3RVER/S3RVER) BED_BRIDGE BED_NETNS BED_SSH_OPTS
-#   (ssh(1) options for the key and known_hosts, BatchMode, ConnectTimeout=5).
+#   (ssh(1) options for the key and known_hosts, BatchMode, ConnectTimeout=5; ssh
+#   keeps the FIRST value of an option, so put your own -o before them).
+# Checked with libssh2 1.10 (Debian 12): it negotiates the ed25519 host key, reads
+# DIR/known_hosts (libssh2_knownhost_readfile, OPENSSH) and matches it (mismatch
+# after rekey, not found with known_hosts.empty), and authenticates with
+# DIR/id_ed25519 + .pub (libssh2_userauth_publickey_fromfile).
 #
 # Layout: bridge sbdTAG (TAG = 4 hex digits from a hash of DIR, bumped past names
 # in use) with 10.213.K.1/24, K the first third octet no interface or route on the
@@ -50,6 +58,15 @@
 # sshbed-holder) so that they outlive a killed sshd: kill-sshd + start-sshd keeps
 # /tmp, kill-all + start-sshd is a reboot. sshd runs in the foreground (-D) under
 # setsid, its pid recorded by us; sessions inherit its namespaces.
+#
+# What the hosts do NOT have of their own (know this when writing a test):
+# - the PID namespace: a host's `ps` shows every process of the machine, and a
+#   pid printed on a host is the same pid outside; never `pkill NAME` on a host
+#   (it would hit all hosts and the machine), kill by pid;
+# - the file system outside /tmp and /root/.cache (so /usr, the build tree and
+#   DIR are the same everywhere), /dev, /sys, /run;
+# - name resolution: the hostname bedTAG-hI resolves nowhere, and there is no
+#   default route (only 10.213.K.0/24 and lo).
 #
 # Quirks met:
 # - The hosts get a private tmpfs on /tmp and on /root (root's home: a fresh
@@ -69,7 +86,9 @@
 #   /run/netns are created when missing and left in place (shared, harmless).
 # - The s3rver (like tests/support/s3rver.sh) runs under `timeout` (BED_MAX_LIFETIME_S,
 #   default 7200) and so do the holders; sshd listeners die with `down` or kill-all.
-# Knobs: BED_TIMEOUT_S (waits, default 30), BED_TMPFS_SIZE (default 1g),
+# Knobs: BED_WATCH_PID (up: a detached watchdog runs `down DIR` once that process
+#   is gone, so a test killed before its trap still leaves nothing; give the test's
+#   $$), BED_TIMEOUT_S (waits, default 30), BED_TMPFS_SIZE (default 1g),
 #   BED_KEEP_LOGS=1 (down keeps DIR/hI/sshd.log and DIR/s3rver.log).
 set -u
 PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
@@ -91,7 +110,7 @@ LOCK=/run/lock/skyrun-sshbed.lock
 [ -d /run/lock ] || LOCK=/tmp/skyrun-sshbed.lock
 
 cmd=${1:-}; DIR=${2:-}
-usage="usage: $0 up DIR N | down DIR | env DIR | host DIR I netdown|netup|kill-sshd|kill-all|start-sshd|rekey|exec CMD... | leftovers DIR [SETTLE_S]"
+usage="usage: $0 up DIR N | down DIR | env DIR | known-hosts DIR | host DIR I netdown|netup|kill-sshd|kill-all|start-sshd|rekey|exec CMD... | leftovers DIR [SETTLE_S]"
 [ -n "$cmd" ] && [ -n "$DIR" ] || die "$usage"
 
 # ---------- helpers ----------
@@ -251,7 +270,13 @@ MaxAuthTries 6
 LogLevel VERBOSE
 Subsystem sftp internal-sftp
 EOF
+  # OpenSSH >= 9.8 would shut out a host's clients after crashes and failed logins,
+  # which fault-injection tests provoke on purpose (9.2 does not know the option)
+  if "$SSHD" -t -f "$DIR/h$i/sshd_config" -o PerSourcePenalties=no >/dev/null 2>&1; then
+    echo "PerSourcePenalties no" >>"$DIR/h$i/sshd_config"; fi
 }
+
+known_hosts_line() { echo "$(host_addr "$1") $(cut -d' ' -f1,2 "$DIR/h$1/ssh_host_ed25519_key.pub")"; }
 
 new_host_key() {
   local i=$1
@@ -338,22 +363,44 @@ try_up() {
   (flock -w "$TMO" 9 || { say "could not take $LOCK"; exit 1; }; net_setup; rc=$?; for v in TAG SUBNET BRIDGE NETNS_LIST VETHS; do printf '%s=%q\n' "$v" "${!v-}"; done >"$DIR/.net"; exit $rc) 9>>"$LOCK" ||
     { say "network setup failed"; return 1; }
   . "$DIR/.net"; rm -f "$DIR/.net"
+  # from here on, a killed owner (even one killed during up) takes the bed down
+  [ -z "${BED_WATCH_PID:-}" ] || start_watchdog "$BED_WATCH_PID" || return 1
   ssh-keygen -q -t ed25519 -N '' -C "testbed-$TAG" -f "$DIR/id_ed25519" </dev/null >/dev/null || return 1
   : >"$DIR/known_hosts"; : >"$DIR/known_hosts.empty"
   for i in $(seq 1 "$N"); do
     mkdir -p "$DIR/h$i"
     new_host_key "$i" || return 1
     write_sshd_config "$i"
-    echo "$(host_addr "$i") $(cut -d' ' -f1,2 "$DIR/h$i/ssh_host_ed25519_key.pub")" >>"$DIR/known_hosts"
+    known_hosts_line "$i" >>"$DIR/known_hosts"
   done
   start_s3rver || return 1
   for i in $(seq 1 "$N"); do start_sshd "$i" || return 1; done
   write_env
 }
 
+# start_watchdog PID: a detached process that runs `down DIR` once PID is gone
+# (the test that owns the bed was killed, e.g. by ctest's timeout, before its own
+# cleanup), or after the bed's lifetime. Down ends it (unless down is it).
+watchdog_script='
+pid=$1 start=$2 lifetime=$3 self=$4 dir=$5 end=$((SECONDS + lifetime))
+started() { sed "s/.*) //" "/proc/$pid/stat" 2>/dev/null | cut -d" " -f20; }
+while [ "$(started)" = "$start" ] && [ $SECONDS -lt $end ]; do sleep 1; done
+exec "$self" down "$dir"
+'
+start_watchdog() {
+  local pid=$1 start
+  [[ "$pid" =~ ^[0-9]+$ ]] && start=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f20) && [ -n "$start" ] ||
+    { say "BED_WATCH_PID=$pid: no such process"; return 1; }
+  (close_fds; exec setsid bash -c "$watchdog_script" "sshbed-watchdog-$TAG" "$pid" "$start" "$LIFETIME" \
+      "$(cd "$(dirname "$0")" && pwd)/$(basename "$0")" "$DIR") </dev/null >>"$DIR/watchdog.log" 2>&1 &
+  echo "$!" >"$DIR/watchdog.pid"
+}
+
 # ---------- down ----------
 
 do_down() {
+  # one down at a time per bed (the test's trap and a watchdog may meet)
+  exec 8<"$DIR" && flock -w "$TMO" 8 || say "could not lock $DIR; going on"
   [ -f "$STATE" ] || { say "nothing up in $DIR"; return 0; }
   . "$STATE"
   local i p f pids=() nslist="" left
@@ -365,6 +412,8 @@ do_down() {
     p=$(holder_pid "$i") && pids+=("$p")
   done
   kill_wait 2 "${pids[@]}"
+  p=$(cat "$DIR/watchdog.pid" 2>/dev/null)
+  [ "$p" != "$$" ] && pid_ok "$p" "sshbed-watchdog-$TAG" && kill_wait 1 "$p"
   p=$(cat "$DIR/s3rver.pid" 2>/dev/null)
   if pid_ok "$p" "$DIR/s3rver"; then
     kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null
@@ -381,8 +430,8 @@ do_down() {
     else rm -rf "$DIR/h$i"; fi
   done
   rm -rf "$DIR/s3rver" "$DIR/s3rver.pid" "$DIR/id_ed25519" "$DIR/id_ed25519.pub" "$DIR/known_hosts" \
-    "$DIR/known_hosts.empty" "$DIR/env" "$DIR/env.tmp" "$DIR/.net" "$DIR"/stage.*
-  [ "${BED_KEEP_LOGS:-0}" = 1 ] || rm -f "$DIR/s3rver.log"
+    "$DIR/known_hosts.empty" "$DIR/env" "$DIR/env.tmp" "$DIR/.net" "$DIR"/stage.* "$DIR/watchdog.pid"
+  [ "${BED_KEEP_LOGS:-0}" = 1 ] || rm -f "$DIR/s3rver.log" "$DIR/watchdog.log"
   rm -f "$STATE"
   rmdir "$DIR" 2>/dev/null
   [ -z "$left" ] || { say "processes still alive: $(echo $left)"; return 1; }
@@ -391,25 +440,36 @@ do_down() {
 
 # ---------- leftovers ----------
 
-# host_leftovers I: one line per thing still on host I
-host_leftovers() {
-  local i=$1 h sshd p base anc
-  h=$(holder_pid "$i"); sshd=$(sshd_pid "$i")
-  for p in $(ns_members $(host_nslist "$i")); do
-    [ "$p" = "$h" ] || [ "$p" = "$sshd" ] && continue
-    alive "$p" || continue
-    echo "host $i: process $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-200)"
+# all_leftovers: one line per thing still on any host (one pass over /proc, one
+# nsenter per host: forks are slow on a loaded 2-core machine)
+all_leftovers() {
+  local i h sshd ino want="" skip=" " p host anc
+  for ((i = 1; i <= N; i++)); do
+    ino=$(stat -L -c %i "/run/netns/$(host_ns "$i")" 2>/dev/null) && want+=" net:$ino=$i"
+    if h=$(holder_pid "$i"); then
+      skip+="$h "; ino=$(stat -L -c %i "/proc/$h/ns/mnt" 2>/dev/null) && want+=" mnt:$ino=$i"; fi
+    sshd=$(sshd_pid "$i") && skip+="$sshd "
   done
-  [ -n "$h" ] || return 0
-  nsenter -t "$h" -m -- cat /proc/self/mountinfo 2>/dev/null | awk '{for(j=7;j<=NF;j++) if($j=="-") break; print $5, $(j+1), $(j+2)}' |
-    while read -r mp type src; do
-      grep -qxF -- "$mp" "$DIR/h$i/mounts.base" && continue
-      echo "host $i: mount $mp ($type, $src)"
+  stat -L -c '%n %i' /proc/[0-9]*/ns/net /proc/[0-9]*/ns/mnt 2>/dev/null |
+    awk -v want="$want" -v skip="$skip" 'BEGIN{n=split(want,w," "); for(k=1;k<=n;k++){split(w[k],a,"="); W[a[1]]=a[2]}}
+      {split($1,a,"/"); key=a[5] ":" $2; if ((key in W) && index(skip, " " a[3] " ") == 0) print a[3], W[key]}' |
+    sort -un -k1,1 | while read -r p host; do
+      alive "$p" || continue
+      echo "host $host: process $p: $({ tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null | cut -c1-200)"
     done
-  # DIR's own ancestors below /tmp are the bound-back DIR, not leftovers
+  # DIR's own ancestor right below /tmp is the bound-back DIR, not a leftover
   anc=$DIR; while [ "$(dirname "$anc")" != / ] && [ "$(dirname "$anc")" != /tmp ]; do anc=$(dirname "$anc"); done
-  nsenter -t "$h" -m -- sh -c 'for f in /tmp/skyrun-* /root/.cache/skyrun*; do [ -e "$f" ] && [ "$f" != "$1" ] && echo "$f"; done; true' sh "$anc" |
-    sed "s/^/host $i: file /"
+  for ((i = 1; i <= N; i++)); do
+    h=$(holder_pid "$i") || continue
+    nsenter -t "$h" -m -- sh -c 'cat /proc/self/mountinfo; echo ---; for f in /tmp/skyrun-* /root/.cache/skyrun*; do
+        [ -e "$f" ] && [ "$f" != "$1" ] && echo "$f"; done; true' sh "$anc" 2>/dev/null |
+      awk -v host="$i" -v basefile="$DIR/h$i/mounts.base" '
+        BEGIN{while ((getline l < basefile) > 0) base[l]=1}
+        $0 == "---" {files=1; next}
+        files {print "host " host ": file " $0; next}
+        {for (j = 7; j <= NF; j++) if ($j == "-") break
+         if (!($5 in base)) print "host " host ": mount " $5 " (" $(j+1) ", " $(j+2) ")"}'
+  done
 }
 
 do_leftovers() {
@@ -417,7 +477,7 @@ do_leftovers() {
   local settle=${1:-5} end out i
   end=$((SECONDS + settle))
   while :; do
-    out=$(for ((i = 1; i <= N; i++)); do host_leftovers "$i"; done)
+    out=$(all_leftovers)
     [ -n "$out" ] && [ $SECONDS -lt $end ] || break
     sleep 0.2
   done
@@ -488,6 +548,7 @@ case $cmd in
     N=${3:-}
     [[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -ge 3 ] && [ "$N" -le 200 ] || die "N must be 3..200"
     [ ! -f "$STATE" ] || die "a test bed is already up in $DIR (run down first)"
+    [[ "$DIR" != *[[:space:]]* ]] || die "DIR must not contain white space (sshd_config paths): $DIR"
     if ! try_up; then
       say "up failed; tearing down (logs: $DIR/h*/sshd.log, $DIR/s3rver.log)"
       BED_KEEP_LOGS=1 do_down >/dev/null 2>&1
@@ -496,6 +557,7 @@ case $cmd in
     say "up: $N hosts ($SUBNET.2-$((1 + N))) on $BRIDGE, s3rver $S3_ENDPOINT, ${SECONDS}s" ;;
   down) [ "$(id -u)" = 0 ] || skip "needs root"; do_down ;;
   env) load_state; cat "$DIR/env" ;;
+  known-hosts) load_state; for ((i = 1; i <= N; i++)); do known_hosts_line "$i"; done ;;
   host) [ "$(id -u)" = 0 ] || skip "needs root"; shift 2; do_host "$@" ;;
   leftovers) [ "$(id -u)" = 0 ] || skip "needs root"; do_leftovers "${3:-5}" ;;
   *) die "$usage" ;;
