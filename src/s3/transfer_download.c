@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "s3/multipart.h"
@@ -254,9 +255,11 @@ static int make_parents(const char *path)
 
 /* s3_download_object, and with make_dirs the folders above path are
  * created first — once the object is known to exist, so a failed download
- * leaves no empty folders behind. */
+ * leaves no empty folders behind. mtime > 0 becomes the file's access and
+ * modification time before the rename (sync: a file carries its object's
+ * LastModified, as aws-cli does). */
 static int download_object(s3_client *c, const char *bucket, const char *key, const char *path,
-                           int make_dirs, s3_error *err)
+                           int make_dirs, long long mtime, s3_error *err)
 {
     download_job j = { .c = c, .bucket = bucket, .key = key, .fd = -1 };
     s3_response_headers h;
@@ -309,6 +312,14 @@ static int download_object(s3_client *c, const char *bucket, const char *key, co
     s3_progress_end(&j.progress);
     if (fetched != 0 || verify_checksum(&j, &h, err) != 0)
         goto done;
+    if (mtime > 0) {
+        struct timespec times[2] = { { (time_t)mtime, 0 }, { (time_t)mtime, 0 } };
+        if (futimens(j.fd, times) != 0) {
+            s3_error_local(err, "download", bucket, key, "cannot set the time of %s: %s", path,
+                           strerror(errno));
+            goto done;
+        }
+    }
     if (fsync(j.fd) != 0) {
         s3_error_local(err, "download", bucket, key, "cannot write %s: %s", path, strerror(errno));
         goto done;
@@ -346,21 +357,6 @@ typedef struct prefix_job {
     s3_error *err;
 } prefix_job;
 
-/* A key's path below the prefix, refused when it could escape the folder. */
-static int relative_path_safe(const char *rel)
-{
-    if (!*rel || rel[0] == '/')
-        return 0;
-    for (const char *p = rel; *p;) {
-        const char *slash = strchr(p, '/');
-        size_t n = slash ? (size_t)(slash - p) : strlen(p);
-        if ((n == 2 && p[0] == '.' && p[1] == '.') || (n == 1 && p[0] == '.') || n == 0)
-            return 0;
-        p += n + (slash ? 1 : 0);
-    }
-    return 1;
-}
-
 static int download_one_key(void *ud, const s3_object_info *o)
 {
     prefix_job *pj = ud;
@@ -368,7 +364,7 @@ static int download_one_key(void *ud, const s3_object_info *o)
     size_t klen = strlen(o->key);
     if (klen && o->key[klen - 1] == '/')
         return 0;   /* a "folder" marker object: the folders come from the paths */
-    if (!relative_path_safe(rel)) {
+    if (!s3_relative_path_safe(rel)) {
         s3_error_local(pj->err, "download", pj->bucket, o->key,
                        "refusing a key that would land outside %s", pj->dir);
         pj->failed = 1;
@@ -376,7 +372,7 @@ static int download_one_key(void *ud, const s3_object_info *o)
     }
     sky_buf dest = SKY_BUF_INIT;
     sky_buf_printf(&dest, "%s/%s", pj->dir, rel);
-    if (download_object(pj->c, pj->bucket, o->key, sky_buf_cstr(&dest), 1, pj->err) != 0)
+    if (download_object(pj->c, pj->bucket, o->key, sky_buf_cstr(&dest), 1, 0, pj->err) != 0)
         pj->failed = 1;
     else
         pj->count++;
@@ -416,7 +412,13 @@ int s3_download_prefix(s3_client *c, const char *bucket, const char *prefix, con
 int s3_download_object(s3_client *c, const char *bucket, const char *key, const char *path,
                        s3_error *err)
 {
-    return download_object(c, bucket, key, path, 0, err);
+    return download_object(c, bucket, key, path, 0, 0, err);
+}
+
+int s3_download_object_at(s3_client *c, const char *bucket, const char *key, const char *path,
+                          long long mtime, s3_error *err)
+{
+    return download_object(c, bucket, key, path, 1, mtime, err);
 }
 
 int s3_download_path(s3_client *c, const char *bucket, const char *key, const char *path,
@@ -429,7 +431,7 @@ int s3_download_path(s3_client *c, const char *bucket, const char *key, const ch
         rc = s3_download_prefix(c, bucket, key ? key : "", path, count, err);
     } else {
         s3_target_file(key, path, &file);
-        rc = download_object(c, bucket, key, sky_buf_cstr(&file), 1, err);
+        rc = download_object(c, bucket, key, sky_buf_cstr(&file), 1, 0, err);
         if (count)
             *count = rc == 0;
     }
