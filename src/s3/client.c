@@ -408,6 +408,28 @@ done:
     return rc;
 }
 
+int s3_delete_keys(s3_client *c, const char *bucket, const char *const *keys, size_t n,
+                   size_t *deleted, s3_error *err)
+{
+    delete_batch d = { c, bucket, "", SKY_BUF_INIT, 0, 0, err, 0 };
+    int rc = -1;
+    if (s3_check_target("rm", bucket, NULL, 0, err) != 0)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        s3_object_info o = { .key = keys[i] };
+        if (delete_collect(&d, &o) != 0)
+            goto done;
+    }
+    if (delete_flush(&d) != 0)
+        goto done;
+    rc = 0;
+done:
+    if (deleted)
+        *deleted = d.deleted;
+    sky_buf_free(&d.xml);
+    return rc;
+}
+
 /* ---- copy, presign, buckets ---- */
 
 int s3_copy_object(s3_client *c, const char *src_bucket, const char *src_key,

@@ -100,6 +100,11 @@ int s3_delete_object(s3_client *c, const char *bucket, const char *key, s3_error
 int s3_delete_prefix(s3_client *c, const char *bucket, const char *prefix,
                      size_t *deleted, s3_error *err);
 
+/* Deletes the n keys with batched DeleteObjects (1000 per request);
+ * *deleted (may be NULL) counts those confirmed. */
+int s3_delete_keys(s3_client *c, const char *bucket, const char *const *keys, size_t n,
+                   size_t *deleted, s3_error *err);
+
 int s3_copy_object(s3_client *c, const char *src_bucket, const char *src_key,
                    const char *dst_bucket, const char *dst_key, s3_error *err);
 

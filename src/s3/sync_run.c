@@ -13,7 +13,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +25,7 @@
 #include "s3/s3_url.h"
 #include "s3/sync.h"
 #include "s3/target.h"
+#include "s3/xml.h"
 #include "util/alloc.h"
 #include "util/encode.h"
 #include "util/interrupt.h"
@@ -211,39 +211,19 @@ static int file_etag(const char *path, uint64_t size, uint64_t part_size, char *
     uint64_t nparts = part_size ? s3_multipart_part_count(size, part_size) : 1;
     unsigned char (*md5s)[16] = sky_xcalloc(nparts, sizeof *md5s);
     uint8_t *chunk = sky_xmalloc(S3_HASH_CHUNK);
-    EVP_MD_CTX *m = EVP_MD_CTX_new();
-    if (!m)
-        sky_oom("digest context");
-    int rc = -1;
-    uint64_t off = 0;
-    for (uint64_t p = 0; p < nparts; p++) {
-        uint64_t end = part_size ? off + part_size : size;
-        if (end > size)
-            end = size;
-        EVP_DigestInit_ex(m, EVP_md5(), NULL);
-        while (off < end) {
-            size_t want = end - off < S3_HASH_CHUNK ? (size_t)(end - off) : S3_HASH_CHUNK;
-            ssize_t got = pread(fd, chunk, want, (off_t)off);
-            if (got < 0 && errno == EINTR)
-                continue;
-            if (got <= 0) {
-                snprintf(why, whylen, "cannot read %s: %s", path,
-                         got < 0 ? strerror(errno) : "the file became shorter while it was read");
-                goto done;
-            }
-            EVP_DigestUpdate(m, chunk, (size_t)got);
-            off += (uint64_t)got;
+    char reason[256];
+    int rc = 0;
+    for (uint64_t p = 0; p < nparts && rc == 0; p++) {
+        uint64_t off = p * part_size, len = part_size && size - off > part_size ? part_size : size - off;
+        if (s3_hash_range(fd, off, len, chunk, md5s[p], NULL, reason, sizeof reason) != 0) {
+            snprintf(why, whylen, "cannot read %s: %s", path, reason);
+            rc = -1;
         }
-        unsigned n;
-        EVP_DigestFinal_ex(m, md5s[p], &n);
     }
-    if (part_size)
+    if (rc == 0 && part_size)
         s3_multipart_etag((const unsigned char (*)[16])md5s, nparts, out);
-    else
+    else if (rc == 0)
         sky_hex(md5s[0], 16, out);
-    rc = 0;
-done:
-    EVP_MD_CTX_free(m);
     free(chunk);
     free(md5s);
     close(fd);
@@ -346,33 +326,318 @@ static const char *copy_op(const side *src, const side *dst, int move)
     return !src->is_s3 ? "upload" : !dst->is_s3 ? "download" : "copy";
 }
 
+/* ---- many small copies at once: one request each, through one batch ---- */
+
+/* A copy that is one request: a file up to the part size (one PUT), an
+ * object up to the part size (one GET into a temp file), any CopyObject. */
+typedef struct one_copy {
+    const s3_sync_entry *e;
+    sky_buf from, to;        /* key or path of each side */
+    int fd;                  /* upload: the file */
+    s3_temp_file tmp;        /* download */
+    sky_buf response;        /* copy: the CopyObjectResult */
+    sky_buf source;          /* copy: x-amz-copy-source */
+    char md5_hex[33], md5_b64[25], sha_hex[65], if_match[96];
+    int done;
+} one_copy;
+
+typedef struct copy_batch {
+    s3_client *c;
+    const s3_sync_request *req;
+    side *src, *dst;
+    one_copy *items;
+    size_t n;
+    uint8_t *chunk;
+} copy_batch;
+
+static int upload_prepare(copy_batch *cb, one_copy *o, s3_request *req, s3_error *err)
+{
+    const char *bucket = cb->dst->bucket, *key = sky_buf_cstr(&o->to), *path = sky_buf_cstr(&o->from);
+    struct stat sb;
+    unsigned char md5[16];
+    char why[256];
+    o->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (o->fd < 0 || fstat(o->fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        s3_error_local(err, "upload", bucket, key, "cannot read %s: %s", path,
+                       o->fd < 0 ? strerror(errno) : "not a regular file");
+        return -1;
+    }
+    if (s3_check_target("upload", bucket, key, 1, err) != 0)
+        return -1;
+    if (s3_hash_range(o->fd, 0, (uint64_t)sb.st_size, cb->chunk, md5, o->sha_hex, why, sizeof why) != 0) {
+        s3_error_local(err, "upload", bucket, key, "cannot read %s: %s", path, why);
+        return -1;
+    }
+    s3_base64(md5, 16, o->md5_b64, sizeof o->md5_b64);
+    sky_hex(md5, 16, o->md5_hex);
+    s3_request_init(req, "upload", "PUT", bucket, key);
+    req->body_fd = o->fd;
+    req->body_offset = 0;
+    req->body_len = (uint64_t)sb.st_size;
+    req->payload_hash = o->sha_hex;
+    s3_request_add_header(req, "content-md5", o->md5_b64);
+    return 0;
+}
+
+static int download_prepare(copy_batch *cb, one_copy *o, s3_request *req, s3_error *err)
+{
+    const char *bucket = cb->src->bucket, *key = sky_buf_cstr(&o->from);
+    if (s3_check_target("download", bucket, key, 1, err) != 0 ||
+        s3_temp_open(&o->tmp, bucket, key, sky_buf_cstr(&o->to), 1, o->e->size, err) != 0)
+        return -1;
+    s3_request_init(req, "download", "GET", bucket, key);
+    if (o->e->etag && *o->e->etag) {
+        /* The object listed, not one that replaced it since. */
+        snprintf(o->if_match, sizeof o->if_match, "\"%s\"", o->e->etag);
+        s3_request_add_header(req, "if-match", o->if_match);
+    }
+    req->sink_fd = o->tmp.fd;
+    req->sink_offset = 0;
+    req->sink_limit = o->e->size;
+    req->want_md5 = 1;
+    return 0;
+}
+
+static int copy_prepare(copy_batch *cb, one_copy *o, s3_request *req, s3_error *err)
+{
+    const char *sk = sky_buf_cstr(&o->from);
+    if (s3_check_target("copy", cb->src->bucket, sk, 1, err) != 0 ||
+        s3_check_target("copy", cb->dst->bucket, sky_buf_cstr(&o->to), 1, err) != 0)
+        return -1;
+    sky_buf_append_byte(&o->source, '/');
+    sky_buf_append_percent(&o->source, cb->src->bucket, strlen(cb->src->bucket), 0);
+    sky_buf_append_byte(&o->source, '/');
+    sky_buf_append_percent(&o->source, sk, strlen(sk), 1);
+    s3_request_init(req, "copy", "PUT", cb->dst->bucket, sky_buf_cstr(&o->to));
+    s3_request_add_header(req, "x-amz-copy-source", sky_buf_cstr(&o->source));
+    req->response = &o->response;
+    return 0;
+}
+
+static int batch_prepare(void *ud, size_t i, s3_request *req, s3_error *err)
+{
+    copy_batch *cb = ud;
+    one_copy *o = &cb->items[i];
+    if (!cb->src->is_s3)
+        return upload_prepare(cb, o, req, err);
+    return !cb->dst->is_s3 ? download_prepare(cb, o, req, err) : copy_prepare(cb, o, req, err);
+}
+
+static int batch_finish(void *ud, size_t i, s3_request *req, s3_error *err)
+{
+    copy_batch *cb = ud;
+    one_copy *o = &cb->items[i];
+    const char *from = sky_buf_cstr(&o->from), *to = sky_buf_cstr(&o->to);
+    if (!cb->src->is_s3) {
+        if (s3_etag_is_md5(&req->hdr) && strcasecmp(req->hdr.etag, o->md5_hex) != 0) {
+            s3_error_local(err, "upload", cb->dst->bucket, to, "the stored object's ETag %s is not the MD5 %s of %s",
+                           req->hdr.etag, o->md5_hex, from);
+            return -1;
+        }
+        close(o->fd);
+        o->fd = -1;
+    } else if (!cb->dst->is_s3) {
+        if (req->received != o->e->size) {
+            s3_error_local(err, "download", cb->src->bucket, from, "received %llu of %llu bytes",
+                            (unsigned long long)req->received, (unsigned long long)o->e->size);
+            return 1;   /* a short body with a clean end: try again */
+        }
+        char hex[33];
+        sky_hex(req->md5, 16, hex);
+        if (s3_etag_is_md5(&req->hdr) && strcasecmp(hex, req->hdr.etag) != 0) {
+            s3_error_local(err, "download", cb->src->bucket, from,
+                           "the data received does not match the object's ETag %s (MD5 %s)", req->hdr.etag, hex);
+            return -1;
+        }
+        if (s3_temp_commit(&o->tmp, cb->src->bucket, from, to, o->e->mtime, err) != 0)
+            return -1;
+    } else {
+        char etag[80];
+        s3_error_doc doc;
+        int res = s3_xml_parse_etag_result((const char *)o->response.data, o->response.len, "CopyObjectResult",
+                                           etag, sizeof etag, &doc);
+        if (res != 0) {
+            /* An error inside a 200 answer (S3 does that for CopyObject). */
+            memset(err, 0, sizeof *err);
+            snprintf(err->code, sizeof err->code, "%s", res == 1 ? doc.code : "");
+            snprintf(err->message, sizeof err->message, "%s", res == 1 ? doc.message : "malformed CopyObject response");
+            s3_error_finish(err, "copy", cb->dst->bucket, to);
+            return -1;
+        }
+    }
+    o->done = 1;
+    if (!cb->req->move)   /* a move is reported once its source is gone */
+        report(cb->req, copy_op(cb->src, cb->dst, 0), cb->src, o->e->path, cb->dst);
+    return 0;
+}
+
+static void one_copy_free(one_copy *o)
+{
+    if (o->fd >= 0)
+        close(o->fd);
+    s3_temp_discard(&o->tmp);
+    sky_buf_free(&o->from);
+    sky_buf_free(&o->to);
+    sky_buf_free(&o->response);
+    sky_buf_free(&o->source);
+}
+
+/* Deletes the sources of done copies (mv) and reports them; 0 or -1 with err. */
+static int finish_moves(s3_client *c, const s3_sync_request *req, side *src, side *dst,
+                        one_copy *items, size_t n, s3_error *err)
+{
+    int rc = 0;
+    if (src->is_s3) {
+        const char **keys = sky_xcalloc(n ? n : 1, sizeof *keys);
+        size_t nkeys = 0;
+        for (size_t i = 0; i < n; i++)
+            if (items[i].done)
+                keys[nkeys++] = sky_buf_cstr(&items[i].from);
+        rc = nkeys ? s3_delete_keys(c, src->bucket, keys, nkeys, NULL, err) : 0;
+        free(keys);
+    } else {
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            if (items[i].done && unlink(sky_buf_cstr(&items[i].from)) != 0 && errno != ENOENT) {
+                s3_error_local(err, "mv", NULL, NULL, "copied, but cannot delete %s: %s",
+                               sky_buf_cstr(&items[i].from), strerror(errno));
+                rc = -1;
+            }
+        }
+    }
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (items[i].done)
+            report(req, "move", src, items[i].e->path, dst);
+    return rc;
+}
+
+/* Every copy of the plan: those that are one request in one parallel batch
+ * (with the client's `parallel` in flight), then the large ones one by one
+ * (each in parallel parts or ranges). */
+static int run_copies(s3_client *c, const s3_sync_request *req, side *src, side *dst,
+                      const s3_sync_plan *plan, s3_sync_summary *sum, s3_error *err)
+{
+    size_t ncopies = 0;
+    for (size_t i = 0; i < plan->n; i++)
+        ncopies += plan->actions[i].kind == S3_SYNC_COPY;
+    one_copy *items = sky_xcalloc(ncopies ? ncopies : 1, sizeof *items);
+    const s3_sync_entry **large = sky_xcalloc(ncopies ? ncopies : 1, sizeof *large);
+    size_t nsmall = 0, nlarge = 0;
+    for (size_t i = 0; i < plan->n; i++) {
+        const s3_sync_action *a = &plan->actions[i];
+        if (a->kind != S3_SYNC_COPY)
+            continue;
+        if ((src->is_s3 && dst->is_s3) || a->src->size <= c->part_size) {
+            one_copy *o = &items[nsmall++];
+            o->e = a->src;
+            o->fd = -1;
+            o->tmp.fd = -1;
+            if (src->is_s3)
+                side_key(src, a->src->path, &o->from);
+            else
+                side_name(src, a->src->path, &o->from);
+            if (dst->is_s3)
+                side_key(dst, a->src->path, &o->to);
+            else
+                side_name(dst, a->src->path, &o->to);
+        } else {
+            large[nlarge++] = a->src;
+        }
+    }
+    copy_batch cb = { c, req, src, dst, items, nsmall, sky_xmalloc(S3_HASH_CHUNK) };
+    s3_batch b = { c, nsmall, 0, batch_prepare, batch_finish, &cb, "sync",
+                   src->is_s3 ? src->bucket : dst->bucket, "", 0, 0 };
+    int rc = nsmall ? s3_batch_run(&b, err) : 0;
+    for (size_t i = 0; i < nsmall; i++) {
+        if (!items[i].done)
+            continue;
+        sum->copied++;
+        sum->bytes += items[i].e->size;
+    }
+    if (req->move) {
+        s3_error move_err;
+        if (finish_moves(c, req, src, dst, items, nsmall, rc == 0 ? err : &move_err) != 0)
+            rc = -1;
+    }
+    for (size_t i = 0; i < nlarge && rc == 0; i++) {
+        if (sky_interrupt_pending()) {
+            s3_error_local(err, "sync", NULL, NULL, "interrupted");
+            rc = -1;
+        } else if (copy_entry(c, src, dst, large[i], err) != 0 ||
+                   (req->move && delete_entry(c, src, large[i]->path, err) != 0)) {
+            rc = -1;
+        } else {
+            sum->copied++;
+            sum->bytes += large[i]->size;
+            report(req, copy_op(src, dst, req->move), src, large[i]->path, dst);
+        }
+    }
+    for (size_t i = 0; i < nsmall; i++)
+        one_copy_free(&items[i]);
+    free(items);
+    free(large);
+    free(cb.chunk);
+    return rc;
+}
+
+/* Every delete of the plan: objects with batched DeleteObjects, files one by one. */
+static int run_deletes(s3_client *c, const s3_sync_request *req, side *dst, const s3_sync_plan *plan,
+                       s3_sync_summary *sum, s3_error *err)
+{
+    sky_buf *keys = sky_xcalloc(plan->n ? plan->n : 1, sizeof *keys);
+    const char **names = sky_xcalloc(plan->n ? plan->n : 1, sizeof *names);
+    const s3_sync_entry **gone = sky_xcalloc(plan->n ? plan->n : 1, sizeof *gone);
+    size_t n = 0;
+    int rc = 0;
+    for (size_t i = 0; i < plan->n; i++) {
+        if (plan->actions[i].kind != S3_SYNC_DELETE)
+            continue;
+        gone[n] = plan->actions[i].dst;
+        side_key(dst, gone[n]->path, &keys[n]);
+        names[n] = sky_buf_cstr(&keys[n]);
+        n++;
+    }
+    size_t deleted = 0;
+    if (dst->is_s3) {
+        rc = n ? s3_delete_keys(c, dst->bucket, names, n, &deleted, err) : 0;
+    } else {
+        for (; deleted < n && rc == 0; deleted++)
+            rc = delete_entry(c, dst, gone[deleted]->path, err);
+        if (rc != 0)
+            deleted--;
+    }
+    for (size_t i = 0; i < deleted; i++) {
+        sum->deleted++;
+        report(req, "delete", dst, gone[i]->path, NULL);
+    }
+    for (size_t i = 0; i < n; i++)
+        sky_buf_free(&keys[i]);
+    free(keys);
+    free(names);
+    free(gone);
+    return rc;
+}
+
 static int run_plan(s3_client *c, const s3_sync_request *req, side *src, side *dst,
                     const s3_sync_plan *plan, s3_sync_summary *sum, s3_error *err)
 {
-    const char *op = copy_op(src, dst, req->move);
-    for (size_t i = 0; i < plan->n; i++) {
-        const s3_sync_action *a = &plan->actions[i];
-        if (!req->dryrun && sky_interrupt_pending()) {
-            s3_error_local(err, "sync", NULL, NULL, "interrupted");
-            return -1;
+    if (req->dryrun) {
+        for (size_t i = 0; i < plan->n; i++) {
+            const s3_sync_action *a = &plan->actions[i];
+            if (a->kind == S3_SYNC_COPY) {
+                sum->copied++;
+                sum->bytes += a->src->size;
+                report(req, copy_op(src, dst, req->move), src, a->src->path, dst);
+            } else {
+                sum->deleted++;
+                report(req, "delete", dst, a->dst->path, NULL);
+            }
         }
-        if (a->kind == S3_SYNC_COPY) {
-            if (!req->dryrun && copy_entry(c, src, dst, a->src, err) != 0)
-                return -1;
-            /* mv: the source goes only once its copy is complete. */
-            if (!req->dryrun && req->move && delete_entry(c, src, a->src->path, err) != 0)
-                return -1;
-            sum->copied++;
-            sum->bytes += a->src->size;
-            report(req, op, src, a->src->path, dst);
-        } else {
-            if (!req->dryrun && delete_entry(c, dst, a->dst->path, err) != 0)
-                return -1;
-            sum->deleted++;
-            report(req, "delete", dst, a->dst->path, NULL);
-        }
+        return 0;
     }
-    return 0;
+    /* Deletes come after every copy succeeded, as with aws-cli. */
+    if (run_copies(c, req, src, dst, plan, sum, err) != 0)
+        return -1;
+    return run_deletes(c, req, dst, plan, sum, err);
 }
 
 int s3_sync(s3_client *c, const s3_sync_request *req, s3_sync_summary *sum, s3_error *err)
