@@ -169,6 +169,14 @@ void s3_base64(const unsigned char *in, size_t n, char *out, size_t cap);
 void *s3_transfer_calloc(size_t n, size_t size, const char *op, const char *bucket,
                          const char *key, s3_error *err);
 
+/* CopyObject (client.c): the request copying src to dst, with the header
+ * value built in source and the answer going to resp (both must outlive
+ * r); then, after a 2xx, the answer's verdict (0, or -1 with err: S3 can
+ * fail a copy inside a 200). */
+void s3_copy_request_init(s3_request *r, const char *src_bucket, const char *src_key,
+                          const char *dst_bucket, const char *dst_key, sky_buf *source, sky_buf *resp);
+int s3_copy_result(const sky_buf *resp, const char *dst_bucket, const char *dst_key, s3_error *err);
+
 /* A download's temp file, "<dest>.skyrun-tmp-XXXXXX" next to its destination
  * (transfer_download.c): written, then committed (fsync'ed, given mtime > 0,
  * renamed over the destination) or discarded (closed and removed). */

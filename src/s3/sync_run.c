@@ -25,7 +25,6 @@
 #include "s3/s3_url.h"
 #include "s3/sync.h"
 #include "s3/target.h"
-#include "s3/xml.h"
 #include "util/alloc.h"
 #include "util/encode.h"
 #include "util/interrupt.h"
@@ -404,13 +403,10 @@ static int copy_prepare(copy_batch *cb, one_copy *o, s3_request *req, s3_error *
     if (s3_check_target("copy", cb->src->bucket, sk, 1, err) != 0 ||
         s3_check_target("copy", cb->dst->bucket, sky_buf_cstr(&o->to), 1, err) != 0)
         return -1;
-    sky_buf_append_byte(&o->source, '/');
-    sky_buf_append_percent(&o->source, cb->src->bucket, strlen(cb->src->bucket), 0);
-    sky_buf_append_byte(&o->source, '/');
-    sky_buf_append_percent(&o->source, sk, strlen(sk), 1);
-    s3_request_init(req, "copy", "PUT", cb->dst->bucket, sky_buf_cstr(&o->to));
-    s3_request_add_header(req, "x-amz-copy-source", sky_buf_cstr(&o->source));
-    req->response = &o->response;
+    sky_buf_reset(&o->source);
+    sky_buf_reset(&o->response);
+    s3_copy_request_init(req, cb->src->bucket, sk, cb->dst->bucket, sky_buf_cstr(&o->to), &o->source,
+                         &o->response);
     return 0;
 }
 
@@ -451,19 +447,8 @@ static int batch_finish(void *ud, size_t i, s3_request *req, s3_error *err)
         }
         if (s3_temp_commit(&o->tmp, cb->src->bucket, from, to, o->e->mtime, err) != 0)
             return -1;
-    } else {
-        char etag[80];
-        s3_error_doc doc;
-        int res = s3_xml_parse_etag_result((const char *)o->response.data, o->response.len, "CopyObjectResult",
-                                           etag, sizeof etag, &doc);
-        if (res != 0) {
-            /* An error inside a 200 answer (S3 does that for CopyObject). */
-            memset(err, 0, sizeof *err);
-            snprintf(err->code, sizeof err->code, "%s", res == 1 ? doc.code : "");
-            snprintf(err->message, sizeof err->message, "%s", res == 1 ? doc.message : "malformed CopyObject response");
-            s3_error_finish(err, "copy", cb->dst->bucket, to);
-            return -1;
-        }
+    } else if (s3_copy_result(&o->response, cb->dst->bucket, to, err) != 0) {
+        return -1;
     }
     o->done = 1;
     if (!cb->req->move)   /* a move is reported once its source is gone */

@@ -84,6 +84,29 @@ test_prefix_to_prefix_then_nothing() {
   expect_no_transfers
 }
 
+test_large_and_small_files_together() {
+  local b; b=$(fresh_bucket sync-large)
+  make_tree "$WORK/big"
+  random_file "$WORK/big/d/large.bin" $((11 * MiB + 123))
+  touch -d '-1 hour' "$WORK/big/d/large.bin"
+  start_proxy
+  AWS_ENDPOINT_URL=$PROXY_ENDPOINT "$SKYRUN" s3 sync --part-size 5 "$WORK/big" "s3://$b/l" >"$WORK/out"
+  expect_in "$WORK/out" "upload: $WORK/big/d/large.bin to s3://$b/l/d/large.bin"
+  [ "$(wc -l <"$WORK/out")" = 5 ] || fail "expected 5 uploads: $(cat "$WORK/out")"
+  [ "$(proxy_parts)" -ge 3 ] || fail "the large file was not a multipart upload"
+  expect_uploads_closed_by_client
+  stop_proxy
+  expect_exit 0 sky_s3 sync --part-size 5 "s3://$b/l" "$WORK/big-down"
+  diff -r "$WORK/big" "$WORK/big-down"
+  start_proxy
+  AWS_ENDPOINT_URL=$PROXY_ENDPOINT "$SKYRUN" s3 sync --part-size 5 "s3://$b/l" "$WORK/big-down" >"$WORK/out2"
+  AWS_ENDPOINT_URL=$PROXY_ENDPOINT "$SKYRUN" s3 sync --part-size 5 "$WORK/big" "s3://$b/l" >>"$WORK/out2"
+  [ ! -s "$WORK/out2" ] || fail "the second runs printed: $(cat "$WORK/out2")"
+  expect_no_transfers
+  aws_sync "s3://$b/l" "$WORK/big-down" >"$WORK/aws"
+  [ ! -s "$WORK/aws" ] || fail "aws s3 sync would download again: $(cat "$WORK/aws")"
+}
+
 test_delete_and_dryrun() {
   local b; b=$(fresh_bucket sync-delete)
   make_tree "$WORK/del"
@@ -197,6 +220,8 @@ test_case "a folder syncs to a prefix; a second run sends only listings and prin
 test_case "a prefix syncs to a new folder with the objects' times; a second run transfers nothing" \
   test_prefix_to_folder_then_nothing
 test_case "a prefix syncs to another bucket; a second run transfers nothing" test_prefix_to_prefix_then_nothing
+test_case "large files (multipart up, ranged down) and small ones sync together; second runs transfer nothing" \
+  test_large_and_small_files_together
 test_case "--dryrun prints what --delete would do and changes nothing; --delete works both ways" \
   test_delete_and_dryrun
 test_case "--exclude/--include apply in order, excluded objects are not deleted, aws-cli agrees" \
