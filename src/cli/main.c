@@ -19,7 +19,7 @@
 static const char usage_text[] =
     "usage: skyrun [options] script.lua [args...]\n"
     "       skyrun [options] -e 'lua code'\n"
-    "       skyrun [options] s3 ls|cp|rm|mb|rb|presign ...   (skyrun s3 --help)\n"
+    "       skyrun [options] s3 ls|cp|sync|mv|rm|mb|rb|presign ...   (skyrun s3 --help)\n"
     "\n"
     "options:\n"
     "  -e CODE          run CODE (Lua source) instead of a script\n"

@@ -1,5 +1,5 @@
 /*
- * s3_command: `skyrun s3 ls|cp|rm|mb|rb|presign` — the storage client from
+ * s3_command: `skyrun s3 ls|cp|sync|mv|rm|mb|rb|presign` — the storage client from
  * the shell, with s3://bucket/key URLs. Settings come from the same
  * s3_settings_resolve() as scripts (flags → AWS_* environment → ~/.aws →
  * skyrun.yaml profile), and a copy lands where st:upload / st:download put
@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/s3_command.h"
 #include "s3/client.h"
@@ -22,6 +23,7 @@
 #include "s3/presets.h"
 #include "s3/s3_url.h"
 #include "s3/target.h"
+#include "util/alloc.h"
 #include "util/interrupt.h"
 #include "util/log.h"
 
@@ -37,6 +39,14 @@ static void print_usage(FILE *out)
             "  cp [-r] SRC DST                     copy file -> s3://, s3:// -> file, s3:// -> s3://\n"
             "                                      (-r: a folder or a whole prefix; a DST ending in /\n"
             "                                      or an existing folder keeps the source's name)\n"
+            "  sync SRC DST [--delete] [--dryrun] [--exclude GLOB] [--include GLOB] [--checksum]\n"
+            "                                      make DST like SRC (folder -> s3://, s3:// -> folder,\n"
+            "                                      s3:// -> s3://): copy what is missing, of another size\n"
+            "                                      or newer (--checksum: different content); --delete\n"
+            "                                      removes what SRC lacks; filters apply in order, the\n"
+            "                                      last match wins, '*' matches '/' too\n"
+            "  mv [-r] SRC DST                     cp, then delete each source once its copy is done\n"
+            "                                      (-r: a folder or prefix; --exclude/--include/--dryrun)\n"
             "  rm [-r] s3://BUCKET/KEY             delete a key (-r: every key under the prefix)\n"
             "  mb s3://BUCKET                      create a bucket\n"
             "  rb s3://BUCKET                      delete an (empty) bucket\n"
@@ -53,6 +63,9 @@ typedef struct s3_cli {
     const char *args[2];
     int nargs;
     int recursive;
+    int delete_extra, dryrun, checksum;   /* sync, mv */
+    s3_sync_filter *filters;              /* --exclude / --include in order (freed by the caller) */
+    size_t nfilters;
     const char *endpoint, *region, *preset, *method;
     long expires;
     long part_size_mib;
@@ -85,7 +98,8 @@ static int parse_long(const char *s, long lo, long hi, long *out)
 }
 
 /* The options that take a value: strings, or whole numbers in [lo, hi]. */
-enum flag_id { F_ENDPOINT, F_REGION, F_PRESET, F_METHOD, F_EXPIRES, F_PART_SIZE, F_PARALLEL, F_RETRIES };
+enum flag_id { F_ENDPOINT, F_REGION, F_PRESET, F_METHOD, F_EXPIRES, F_PART_SIZE, F_PARALLEL, F_RETRIES,
+               F_EXCLUDE, F_INCLUDE };
 
 static const struct value_flag {
     const char *name;
@@ -101,6 +115,8 @@ static const struct value_flag {
     { "--part-size", F_PART_SIZE, 1, 1, (long)(S3_MAX_PART_SIZE >> 20) },
     { "--parallel", F_PARALLEL, 1, 1, S3_MAX_PARALLEL },
     { "--retries", F_RETRIES, 1, 0, S3_MAX_RETRIES },
+    { "--exclude", F_EXCLUDE, 0, 0, 0 },
+    { "--include", F_INCLUDE, 0, 0, 0 },
 };
 
 static const struct value_flag *find_value_flag(const char *arg)
@@ -122,6 +138,11 @@ static void set_flag(s3_cli *cli, enum flag_id id, const char *text, long number
     case F_PART_SIZE: cli->part_size_mib = number; break;
     case F_PARALLEL: cli->parallel = number; break;
     case F_RETRIES: cli->retries = number; break;
+    case F_EXCLUDE:
+    case F_INCLUDE:
+        cli->filters = sky_xrealloc(cli->filters, (cli->nfilters + 1) * sizeof *cli->filters);
+        cli->filters[cli->nfilters++] = (s3_sync_filter){ id == F_INCLUDE, text };
+        break;
     }
 }
 
@@ -139,6 +160,12 @@ static int parse_args(int argc, char **argv, s3_cli *cli)
             return 1;
         } else if (strcmp(a, "-r") == 0 || strcmp(a, "--recursive") == 0) {
             cli->recursive = 1;
+        } else if (strcmp(a, "--delete") == 0) {
+            cli->delete_extra = 1;
+        } else if (strcmp(a, "--dryrun") == 0 || strcmp(a, "--dry-run") == 0) {
+            cli->dryrun = 1;
+        } else if (strcmp(a, "--checksum") == 0) {
+            cli->checksum = 1;
         } else if (f) {
             long v = 0;
             if (i + 1 >= argc)
@@ -331,6 +358,106 @@ done:
     return rc;
 }
 
+/* ---- sync and mv: s3_sync does the work (s3/sync.h has the rules) ---- */
+
+typedef struct print_state {
+    int dryrun;
+} print_state;
+
+/* One line per action, as aws-cli prints them: "upload: dir/a to s3://b/a". */
+static void print_action(void *ud, const char *op, const char *from, const char *to)
+{
+    const print_state *ps = ud;
+    printf("%s%s: %s%s%s\n", ps->dryrun ? "(dryrun) " : "", op, from, to ? " to " : "", to ? to : "");
+    fflush(stdout);
+}
+
+static int run_sync(s3_client *c, const s3_cli *cli, int move)
+{
+    const char *what = move ? "mv" : "sync";
+    if (cli->nargs != 2)
+        return usage_error("%s needs SRC and DST", what);
+    if (!s3_url_is_s3(cli->args[0]) && !s3_url_is_s3(cli->args[1]))
+        return usage_error("%s: one of SRC and DST must be an s3:// URL", what);
+    if (move && cli->delete_extra)
+        return usage_error("mv takes no --delete");
+    print_state ps = { cli->dryrun };
+    s3_sync_request req = { cli->args[0], cli->args[1], cli->filters, cli->nfilters, cli->delete_extra,
+                            cli->dryrun, cli->checksum, move, print_action, &ps };
+    s3_error err;
+    return s3_sync(c, &req, NULL, &err) == 0 ? 0 : fail(&err);
+}
+
+/* mv of one file or object: cp's rules for where it lands, then the source
+ * is deleted — only once the copy is complete. */
+static int run_mv_one(s3_client *c, const s3_cli *cli)
+{
+    char *sb = NULL, *sk = NULL, *db = NULL, *dk = NULL, why[256];
+    sky_buf to = SKY_BUF_INIT, from = SKY_BUF_INIT;
+    s3_error err;
+    int rc = EXIT_USAGE;
+    if (cli->nargs != 2)
+        return usage_error("%s needs SRC and DST", "mv");
+    const char *src = cli->args[0], *dst = cli->args[1];
+    int src_s3 = s3_url_is_s3(src), dst_s3 = s3_url_is_s3(dst);
+    if (!src_s3 && !dst_s3)
+        return usage_error("%s: one of SRC and DST must be an s3:// URL", "mv");
+    if ((src_s3 && s3_url_parse(src, &sb, &sk, why, sizeof why) != 0) ||
+        (dst_s3 && s3_url_parse(dst, &db, &dk, why, sizeof why) != 0)) {
+        rc = usage_error("%s", why);
+        goto done;
+    }
+    if ((src_s3 && s3_key_is_prefix(sk)) || (!src_s3 && is_dir(src))) {
+        rc = usage_error("%s is a folder or prefix: use mv -r", src);
+        goto done;
+    }
+    if (!src_s3) {
+        s3_target_key(src, dk, &to);
+        sky_buf_printf(&from, "%s", src);
+    } else {
+        sky_buf_printf(&from, "s3://%s/%s", sb, sk);
+        if (dst_s3)
+            s3_target_key(sk, dk, &to);
+        else
+            s3_target_file(sk, dst, &to);
+    }
+    const char *target = sky_buf_cstr(&to);
+    int failed = 0;
+    if (!cli->dryrun) {
+        if (!src_s3)
+            failed = s3_upload_file(c, db, target, src, NULL, &err) != 0;
+        else if (!dst_s3)
+            failed = s3_download_path(c, sb, sk, dst, NULL, NULL, &err) != 0;
+        else
+            failed = s3_copy_object(c, sb, sk, db, target, &err) != 0;
+        if (!failed && src_s3) {
+            failed = s3_delete_object(c, sb, sk, &err) != 0;
+        } else if (!failed && unlink(src) != 0) {
+            fprintf(stderr, "s3 mv: %s was copied to s3://%s/%s, but cannot be deleted: %s\n", src, db,
+                    target, strerror(errno));
+            rc = 1;
+            goto done;
+        }
+    }
+    if (failed) {
+        rc = fail(&err);
+        goto done;
+    }
+    if (dst_s3)
+        printf("%smove: %s to s3://%s/%s\n", cli->dryrun ? "(dryrun) " : "", sky_buf_cstr(&from), db, target);
+    else
+        printf("%smove: %s to %s\n", cli->dryrun ? "(dryrun) " : "", sky_buf_cstr(&from), target);
+    rc = 0;
+done:
+    sky_buf_free(&to);
+    sky_buf_free(&from);
+    free(sb);
+    free(sk);
+    free(db);
+    free(dk);
+    return rc;
+}
+
 /* ---- rm, mb, rb, presign ---- */
 
 static int with_url(const s3_cli *cli, const char *what, int need_key, char **bucket, char **key)
@@ -411,25 +538,42 @@ int sky_cli_s3(int argc, char **argv, int progress, const char *config_path, con
 {
     s3_cli cli;
     int rc = parse_args(argc, argv, &cli);
-    if (rc == 1)
-        return 0;
-    if (rc)
-        return rc;
-    static const char *const commands[] = { "ls", "cp", "rm", "mb", "rb", "presign", NULL };
+    if (rc) {
+        free(cli.filters);
+        return rc == 1 ? 0 : rc;
+    }
+    static const char *const commands[] = { "ls", "cp", "sync", "mv", "rm", "mb", "rb", "presign", NULL };
     int known = 0;
     for (int i = 0; commands[i]; i++)
         known |= strcmp(cli.command, commands[i]) == 0;
+    int syncing = strcmp(cli.command, "sync") == 0 || strcmp(cli.command, "mv") == 0;
     if (!known)
-        return usage_error("unknown command '%s' (ls, cp, rm, mb, rb, presign)", cli.command);
+        rc = usage_error("unknown command '%s' (ls, cp, sync, mv, rm, mb, rb, presign)", cli.command);
+    else if (!syncing && (cli.nfilters || cli.delete_extra || cli.dryrun || cli.checksum))
+        rc = usage_error("--exclude, --include, --delete, --dryrun and --checksum are for sync and mv");
+    else if (strcmp(cli.command, "mv") == 0 && !cli.recursive && (cli.nfilters || cli.checksum))
+        rc = usage_error("mv takes --exclude/--include only with -r");
+    else if (strcmp(cli.command, "sync") == 0 && cli.recursive)
+        rc = usage_error("sync is always recursive: it takes no -r");
+    if (rc) {
+        free(cli.filters);
+        return rc;
+    }
     /* Ctrl-C stops a transfer cleanly (multipart aborted, temp file removed). */
     sky_interrupt_install();
     s3_client *c = open_client(&cli, progress, config_path, profile);
-    if (!c)
+    if (!c) {
+        free(cli.filters);
         return 1;
+    }
     if (strcmp(cli.command, "ls") == 0)
         rc = run_ls(c, &cli);
     else if (strcmp(cli.command, "cp") == 0)
         rc = run_cp(c, &cli);
+    else if (strcmp(cli.command, "sync") == 0)
+        rc = run_sync(c, &cli, 0);
+    else if (strcmp(cli.command, "mv") == 0)
+        rc = cli.recursive ? run_sync(c, &cli, 1) : run_mv_one(c, &cli);
     else if (strcmp(cli.command, "rm") == 0)
         rc = run_rm(c, &cli);
     else if (strcmp(cli.command, "mb") == 0)
@@ -439,5 +583,6 @@ int sky_cli_s3(int argc, char **argv, int progress, const char *config_path, con
     else
         rc = run_presign(c, &cli);
     s3_client_free(c);
+    free(cli.filters);
     return rc;
 }

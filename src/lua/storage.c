@@ -283,6 +283,142 @@ static int storage_download(lua_State *L)
     return 1;
 }
 
+/* ---- sync and mv ---- */
+
+/* The filters of a sync's options, in a userdata at the top of the stack
+ * (collected with it, so a later argument error leaks nothing): first every
+ * `exclude` pattern, then every `include` one (exclude everything, include
+ * some: the usual order), or `filters = { {exclude=P}, {include=P}, … }` in
+ * any order (the last match wins). The patterns stay alive in the options
+ * table. */
+static s3_sync_filter *sync_filters(lua_State *L, int opts, size_t *n)
+{
+    size_t cap = 0;
+    *n = 0;
+    if (lua_isnoneornil(L, opts)) {
+        lua_newuserdatauv(L, 1, 0);
+        return NULL;
+    }
+    static const char *const lists[] = { "exclude", "include", "filters" };
+    for (int k = 0; k < 3; k++) {
+        int t = lua_getfield(L, opts, lists[k]);
+        if (t == LUA_TSTRING && k < 2)
+            cap++;
+        else if (t == LUA_TTABLE)
+            cap += lua_rawlen(L, -1);
+        else if (t != LUA_TNIL)
+            luaL_error(L, "sync: option '%s' must be a list", lists[k]);
+        lua_pop(L, 1);
+    }
+    s3_sync_filter *f = lua_newuserdatauv(L, (cap ? cap : 1) * sizeof *f, 0);
+    for (int k = 0; k < 3; k++) {
+        int t = lua_getfield(L, opts, lists[k]);
+        size_t len = t == LUA_TTABLE ? lua_rawlen(L, -1) : t == LUA_TSTRING ? 1 : 0;
+        for (size_t i = 1; i <= len && *n < cap; i++) {
+            if (t == LUA_TSTRING) {
+                f[(*n)++] = (s3_sync_filter){ k == 1, lua_tostring(L, -1) };
+                continue;
+            }
+            lua_rawgeti(L, -1, (lua_Integer)i);
+            if (k < 2) {
+                if (lua_type(L, -1) != LUA_TSTRING)
+                    luaL_error(L, "sync: %s[%d] must be a string pattern", lists[k], (int)i);
+                f[(*n)++] = (s3_sync_filter){ k == 1, lua_tostring(L, -1) };
+            } else {
+                int ok = lua_type(L, -1) == LUA_TTABLE;
+                int inc = ok && lua_getfield(L, -1, "include") == LUA_TSTRING;
+                if (ok && !inc) {
+                    lua_pop(L, 1);
+                    ok = lua_getfield(L, -1, "exclude") == LUA_TSTRING;
+                }
+                if (!ok)
+                    luaL_error(L, "sync: filters[%d] must be {exclude=PATTERN} or {include=PATTERN}", (int)i);
+                f[(*n)++] = (s3_sync_filter){ inc, lua_tostring(L, -1) };
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);   /* the strings stay alive in the options table */
+        }
+        lua_pop(L, 1);
+    }
+    return f;
+}
+
+typedef struct sync_report_state {
+    lua_State *L;
+    int actions;         /* stack index of the actions list */
+    lua_Integer n;
+} sync_report_state;
+
+static void sync_report(void *ud, const char *op, const char *from, const char *to)
+{
+    sync_report_state *st = ud;
+    lua_State *L = st->L;
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, op);
+    lua_setfield(L, -2, "op");
+    lua_pushstring(L, from);
+    lua_setfield(L, -2, "from");
+    if (to) {
+        lua_pushstring(L, to);
+        lua_setfield(L, -2, "to");
+    }
+    lua_rawseti(L, st->actions, ++st->n);
+}
+
+/* sync(src, dst [, {delete=, dryrun=, checksum=, exclude={…}, include={…},
+ * filters={…}}]) and mv(src, dst [, {dryrun=, exclude=, include=, filters=}])
+ * → {copied=, deleted=, unchanged=, excluded=, bytes=, actions={{op=, from=, to=}…}};
+ * src and dst are a local folder or "s3://bucket/prefix" (s3/sync.h's rules). */
+static int storage_sync_or_mv(lua_State *L, int move)
+{
+    s3_client *c = sky_lua_check_storage(L, 1);
+    const char *src = luaL_checkstring(L, 2);
+    const char *dst = luaL_checkstring(L, 3);
+    if (!lua_isnoneornil(L, 4))
+        luaL_checktype(L, 4, LUA_TTABLE);
+    lua_settop(L, 4);
+    size_t nfilters;
+    s3_sync_filter *filters = sync_filters(L, 4, &nfilters);   /* stack 5 */
+    s3_sync_request req = { src, dst, filters, nfilters, move ? 0 : opt_field_bool(L, 4, "delete", 0),
+                            opt_field_bool(L, 4, "dryrun", 0), move ? 0 : opt_field_bool(L, 4, "checksum", 0),
+                            move, sync_report, NULL };
+    lua_newtable(L);   /* stack 6: the actions */
+    luaL_checkstack(L, 8, "sync");
+    sync_report_state st = { L, 6, 0 };
+    req.report_ud = &st;
+    s3_sync_summary sum;
+    s3_error err;
+    sky_interrupt_scope_begin();   /* Ctrl-C reaches the transfers under stock lua5.4 too */
+    int failed = s3_sync(c, &req, &sum, &err) != 0;
+    sky_interrupt_scope_end();
+    if (failed)
+        return raise_s3(L, &err);
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, (lua_Integer)sum.copied);
+    lua_setfield(L, -2, "copied");
+    lua_pushinteger(L, (lua_Integer)sum.deleted);
+    lua_setfield(L, -2, "deleted");
+    lua_pushinteger(L, (lua_Integer)sum.unchanged);
+    lua_setfield(L, -2, "unchanged");
+    lua_pushinteger(L, (lua_Integer)sum.excluded);
+    lua_setfield(L, -2, "excluded");
+    lua_pushinteger(L, (lua_Integer)sum.bytes);
+    lua_setfield(L, -2, "bytes");
+    lua_pushvalue(L, 6);
+    lua_setfield(L, -2, "actions");
+    return 1;
+}
+
+static int storage_sync(lua_State *L)
+{
+    return storage_sync_or_mv(L, 0);
+}
+
+static int storage_mv(lua_State *L)
+{
+    return storage_sync_or_mv(L, 1);
+}
+
 typedef struct ls_state {
     lua_State *L;
     int details;
@@ -454,6 +590,7 @@ static int storage_delete_bucket(lua_State *L)
 
 static const luaL_Reg storage_methods[] = {
     { "upload", storage_upload },   { "download", storage_download },
+    { "sync", storage_sync },       { "mv", storage_mv },
     { "ls", storage_ls },           { "exists", storage_exists },
     { "rm", storage_rm },           { "put", storage_put },
     { "get", storage_get },         { "copy", storage_copy },

@@ -408,7 +408,63 @@ done:
     return rc;
 }
 
+int s3_delete_keys(s3_client *c, const char *bucket, const char *const *keys, size_t n,
+                   size_t *deleted, s3_error *err)
+{
+    delete_batch d = { c, bucket, "", SKY_BUF_INIT, 0, 0, err, 0 };
+    int rc = -1;
+    if (s3_check_target("rm", bucket, NULL, 0, err) != 0)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        s3_object_info o = { .key = keys[i] };
+        if (delete_collect(&d, &o) != 0)
+            goto done;
+    }
+    if (delete_flush(&d) != 0)
+        goto done;
+    rc = 0;
+done:
+    if (deleted)
+        *deleted = d.deleted;
+    sky_buf_free(&d.xml);
+    return rc;
+}
+
 /* ---- copy, presign, buckets ---- */
+
+void s3_copy_request_init(s3_request *r, const char *src_bucket, const char *src_key,
+                          const char *dst_bucket, const char *dst_key, sky_buf *source, sky_buf *resp)
+{
+    sky_buf_append_byte(source, '/');
+    sky_buf_append_percent(source, src_bucket, strlen(src_bucket), 0);
+    sky_buf_append_byte(source, '/');
+    sky_buf_append_percent(source, src_key, strlen(src_key), 1);
+    s3_request_init(r, "copy", "PUT", dst_bucket, dst_key);
+    s3_request_add_header(r, "x-amz-copy-source", sky_buf_cstr(source));
+    r->response = resp;
+}
+
+int s3_copy_result(const sky_buf *resp, const char *dst_bucket, const char *dst_key, s3_error *err)
+{
+    char etag[80];
+    s3_error_doc doc;
+    int res = s3_xml_parse_etag_result((const char *)resp->data, resp->len, "CopyObjectResult",
+                                       etag, sizeof etag, &doc);
+    if (res == 1) {
+        /* S3 may answer 200 and still fail the copy. */
+        memset(err, 0, sizeof *err);
+        snprintf(err->code, sizeof err->code, "%s", doc.code);
+        snprintf(err->message, sizeof err->message, "%s", doc.message);
+        snprintf(err->request_id, sizeof err->request_id, "%s", doc.request_id);
+        s3_error_finish(err, "copy", dst_bucket, dst_key);
+        return -1;
+    }
+    if (res != 0) {
+        s3_error_local(err, "copy", dst_bucket, dst_key, "malformed CopyObject response");
+        return -1;
+    }
+    return 0;
+}
 
 int s3_copy_object(s3_client *c, const char *src_bucket, const char *src_key,
                    const char *dst_bucket, const char *dst_key, s3_error *err)
@@ -419,13 +475,7 @@ int s3_copy_object(s3_client *c, const char *src_bucket, const char *src_key,
     if (s3_check_target("copy", src_bucket, src_key, 1, err) != 0 ||
         s3_check_target("copy", dst_bucket, dst_key, 1, err) != 0)
         return -1;
-    sky_buf_append_byte(&source, '/');
-    sky_buf_append_percent(&source, src_bucket, strlen(src_bucket), 0);
-    sky_buf_append_byte(&source, '/');
-    sky_buf_append_percent(&source, src_key, strlen(src_key), 1);
-    s3_request_init(&r, "copy", "PUT", dst_bucket, dst_key);
-    s3_request_add_header(&r, "x-amz-copy-source", sky_buf_cstr(&source));
-    r.response = &resp;
+    s3_copy_request_init(&r, src_bucket, src_key, dst_bucket, dst_key, &source, &resp);
     if (s3_request_perform(c, &r, err) != 0) {
         /* The failure may be the source's: name both. */
         char from[1200];
@@ -433,23 +483,7 @@ int s3_copy_object(s3_client *c, const char *src_bucket, const char *src_key,
         s3_error_finish(err, "copy", dst_bucket, from);
         goto done;
     }
-    char etag[80];
-    s3_error_doc doc;
-    int res = s3_xml_parse_etag_result((const char *)resp.data, resp.len, "CopyObjectResult",
-                                       etag, sizeof etag, &doc);
-    if (res == 1) {
-        memset(err, 0, sizeof *err);
-        snprintf(err->code, sizeof err->code, "%s", doc.code);
-        snprintf(err->message, sizeof err->message, "%s", doc.message);
-        snprintf(err->request_id, sizeof err->request_id, "%s", doc.request_id);
-        s3_error_finish(err, "copy", dst_bucket, dst_key);
-        goto done;
-    }
-    if (res != 0) {
-        s3_error_local(err, "copy", dst_bucket, dst_key, "malformed CopyObject response");
-        goto done;
-    }
-    rc = 0;
+    rc = s3_copy_result(&resp, dst_bucket, dst_key, err);
 done:
     sky_buf_free(&source);
     sky_buf_free(&resp);

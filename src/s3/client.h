@@ -25,6 +25,7 @@
 
 #include "s3/credentials.h"
 #include "s3/sigv4.h"
+#include "s3/sync.h"
 #include "util/buf.h"
 
 typedef struct s3_client s3_client;
@@ -99,6 +100,11 @@ int s3_delete_object(s3_client *c, const char *bucket, const char *key, s3_error
 int s3_delete_prefix(s3_client *c, const char *bucket, const char *prefix,
                      size_t *deleted, s3_error *err);
 
+/* Deletes the n keys with batched DeleteObjects (1000 per request);
+ * *deleted (may be NULL) counts those confirmed. */
+int s3_delete_keys(s3_client *c, const char *bucket, const char *const *keys, size_t n,
+                   size_t *deleted, s3_error *err);
+
 int s3_copy_object(s3_client *c, const char *src_bucket, const char *src_key,
                    const char *dst_bucket, const char *dst_key, s3_error *err);
 
@@ -136,6 +142,10 @@ int s3_upload_path(s3_client *c, const char *bucket, const char *key, const char
  * folder, fsync, rename), with parallel ranged GETs for large objects. */
 int s3_download_object(s3_client *c, const char *bucket, const char *key, const char *path,
                        s3_error *err);
+/* s3_download_object, creating the folders above path first; mtime > 0
+ * becomes the file's modification time (set before the rename). */
+int s3_download_object_at(s3_client *c, const char *bucket, const char *key, const char *path,
+                          long long mtime, s3_error *err);
 /* Downloads every key under prefix into dir (created), keeping the relative
  * paths; keys that would escape dir ("..", absolute) are refused. */
 int s3_download_prefix(s3_client *c, const char *bucket, const char *prefix, const char *dir,
@@ -148,6 +158,39 @@ int s3_download_prefix(s3_client *c, const char *bucket, const char *prefix, con
  * folder written. */
 int s3_download_path(s3_client *c, const char *bucket, const char *key, const char *path,
                      size_t *count, sky_buf *where, s3_error *err);
+
+/* ---- sync and mv (sync_run.c; the decisions are sync.h's planner) ---- */
+
+/* Called for every action, after it succeeded (before nothing happens, in a
+ * dry run): op is "upload", "download", "copy", "delete" or "move"; from
+ * and to are what `aws s3 sync` prints ("dir/a", "s3://b/p/a"); to is NULL
+ * for a delete. */
+typedef void (*s3_sync_report_fn)(void *ud, const char *op, const char *from, const char *to);
+
+typedef struct s3_sync_request {
+    const char *src, *dst;           /* a local folder or s3://bucket[/prefix], not both local */
+    const s3_sync_filter *filters;   /* --exclude / --include, in order */
+    size_t nfilters;
+    int delete_extra;                /* --delete: remove destination entries the source lacks */
+    int dryrun;                      /* report what would be done, change nothing */
+    int checksum;                    /* compare content, not times, when sizes are equal */
+    int move;                        /* mv -r: copy every included entry, then delete its source */
+    s3_sync_report_fn report;        /* may be NULL */
+    void *report_ud;
+} s3_sync_request;
+
+typedef struct s3_sync_summary {
+    size_t copied, deleted, unchanged, excluded;
+    uint64_t bytes;                  /* bytes copied */
+} s3_sync_summary;
+
+/* Makes the destination like the source, as `aws s3 sync SRC DST` does
+ * (sync.h has the rules): local folder → s3://, s3:// → local folder (created,
+ * files get their object's LastModified as mtime), s3:// → s3:// (CopyObject).
+ * Each copy is atomic (uploads leave no partial object, downloads go through
+ * a temp file); the first failure stops the run, its message names the
+ * object, and what was done before it stays. sum may be NULL. */
+int s3_sync(s3_client *c, const s3_sync_request *req, s3_sync_summary *sum, s3_error *err);
 
 /* The settings in use (endpoint, region, …), for messages and presets. */
 const s3_settings *s3_client_settings(const s3_client *c);

@@ -169,6 +169,36 @@ void s3_base64(const unsigned char *in, size_t n, char *out, size_t cap);
 void *s3_transfer_calloc(size_t n, size_t size, const char *op, const char *bucket,
                          const char *key, s3_error *err);
 
+/* CopyObject (client.c): the request copying src to dst, with the header
+ * value built in source and the answer going to resp (both must outlive
+ * r); then, after a 2xx, the answer's verdict (0, or -1 with err: S3 can
+ * fail a copy inside a 200). */
+void s3_copy_request_init(s3_request *r, const char *src_bucket, const char *src_key,
+                          const char *dst_bucket, const char *dst_key, sky_buf *source, sky_buf *resp);
+int s3_copy_result(const sky_buf *resp, const char *dst_bucket, const char *dst_key, s3_error *err);
+
+/* A download's temp file, "<dest>.skyrun-tmp-XXXXXX" next to its destination
+ * (transfer_download.c): written, then committed (fsync'ed, given mtime > 0,
+ * renamed over the destination) or discarded (closed and removed). */
+typedef struct s3_temp_file {
+    sky_buf path;
+    int fd;              /* -1: none */
+    int created;         /* exists under path and must be removed unless committed */
+} s3_temp_file;
+#define S3_TEMP_FILE_INIT { SKY_BUF_INIT, -1, 0 }
+/* Creates it, size bytes long, after the folders above dest when make_dirs. */
+int s3_temp_open(s3_temp_file *t, const char *bucket, const char *key, const char *dest,
+                 int make_dirs, uint64_t size, s3_error *err);
+int s3_temp_commit(s3_temp_file *t, const char *bucket, const char *key, const char *dest,
+                   long long mtime, s3_error *err);
+void s3_temp_discard(s3_temp_file *t);   /* idempotent; frees the path */
+
+/* MD5 (and, when sha_hex is not NULL, hex SHA-256) of len bytes of fd at
+ * offset, read in S3_HASH_CHUNK pieces through chunk (transfer_upload.c).
+ * 0, or -1 with a reason in why. */
+int s3_hash_range(int fd, uint64_t offset, uint64_t len, uint8_t *chunk, unsigned char md5[16],
+                  char *sha_hex, char *why, size_t whylen);
+
 /* 1 when the response's ETag is the MD5 of the body: 32 hex digits and no
  * SSE-KMS or SSE-C encryption (whose ETags are something else). */
 int s3_etag_is_md5(const s3_response_headers *h);

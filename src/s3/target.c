@@ -58,3 +58,17 @@ void s3_target_file(const char *key, const char *dest, sky_buf *out)
         sky_buf_append(out, name, n);
     }
 }
+
+int s3_relative_path_safe(const char *rel)
+{
+    if (!*rel || rel[0] == '/')
+        return 0;
+    for (const char *p = rel; *p;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+        if ((n == 2 && p[0] == '.' && p[1] == '.') || (n == 1 && p[0] == '.') || n == 0)
+            return 0;
+        p += n + (slash ? 1 : 0);
+    }
+    return 1;
+}

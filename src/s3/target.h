@@ -42,4 +42,8 @@ void s3_target_key(const char *src, const char *key, sky_buf *out);
  * dest. */
 void s3_target_file(const char *key, const char *dest, sky_buf *out);
 
+/* 1 when rel (a key's path below a prefix) can be used as a path below a
+ * folder: not empty, not absolute, no "", "." or ".." component. */
+int s3_relative_path_safe(const char *rel);
+
 #endif

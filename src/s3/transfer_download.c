@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "s3/multipart.h"
@@ -252,16 +253,83 @@ static int make_parents(const char *path)
     return rc;
 }
 
+int s3_temp_open(s3_temp_file *t, const char *bucket, const char *key, const char *path,
+                 int make_dirs, uint64_t size, s3_error *err)
+{
+    if (make_dirs && make_parents(path) != 0) {
+        s3_error_local(err, "download", bucket, key, "cannot create the folders of %s: %s", path,
+                       strerror(errno));
+        return -1;
+    }
+    sky_buf_reset(&t->path);
+    temp_name(&t->path, path);
+    t->fd = mkostemp((char *)sky_buf_cstr(&t->path), O_CLOEXEC);
+    if (t->fd < 0) {
+        s3_error_local(err, "download", bucket, key, "cannot create a temporary file next to %s: %s",
+                       path, strerror(errno));
+        return -1;
+    }
+    t->created = 1;
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(t->fd, 0666 & ~mask) != 0 || (size && ftruncate(t->fd, (off_t)size) != 0)) {
+        s3_error_local(err, "download", bucket, key, "cannot prepare %s: %s", sky_buf_cstr(&t->path),
+                       strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int s3_temp_commit(s3_temp_file *t, const char *bucket, const char *key, const char *path,
+                   long long mtime, s3_error *err)
+{
+    if (mtime > 0) {
+        struct timespec times[2] = { { (time_t)mtime, 0 }, { (time_t)mtime, 0 } };
+        if (futimens(t->fd, times) != 0) {
+            s3_error_local(err, "download", bucket, key, "cannot set the time of %s: %s", path,
+                           strerror(errno));
+            return -1;
+        }
+    }
+    if (fsync(t->fd) != 0) {
+        s3_error_local(err, "download", bucket, key, "cannot write %s: %s", path, strerror(errno));
+        return -1;
+    }
+    close(t->fd);
+    t->fd = -1;
+    if (rename(sky_buf_cstr(&t->path), path) != 0) {
+        s3_error_local(err, "download", bucket, key, "cannot rename the download to %s: %s", path,
+                       strerror(errno));
+        return -1;
+    }
+    t->created = 0;   /* renamed: the temp name is the destination now */
+    sync_parent_dir(path);
+    return 0;
+}
+
+void s3_temp_discard(s3_temp_file *t)
+{
+    if (t->fd >= 0)
+        close(t->fd);
+    if (t->created)
+        unlink(sky_buf_cstr(&t->path));
+    t->fd = -1;
+    t->created = 0;
+    sky_buf_free(&t->path);
+}
+
 /* s3_download_object, and with make_dirs the folders above path are
  * created first — once the object is known to exist, so a failed download
- * leaves no empty folders behind. */
+ * leaves no empty folders behind. mtime > 0 becomes the file's access and
+ * modification time before the rename (sync: a file carries its object's
+ * LastModified, as aws-cli does). */
 static int download_object(s3_client *c, const char *bucket, const char *key, const char *path,
-                           int make_dirs, s3_error *err)
+                           int make_dirs, long long mtime, s3_error *err)
 {
     download_job j = { .c = c, .bucket = bucket, .key = key, .fd = -1 };
     s3_response_headers h;
-    sky_buf tmp = SKY_BUF_INIT;
-    int rc = -1, created = 0;
+    s3_temp_file tmp = S3_TEMP_FILE_INIT;
+    int rc = -1;
     if (s3_check_target("download", bucket, key, 1, err) != 0)
         return -1;
     if (head_for_download(c, bucket, key, &h, err) != 0)
@@ -270,26 +338,9 @@ static int download_object(s3_client *c, const char *bucket, const char *key, co
     if (h.etag[0])
         snprintf(j.if_match, sizeof j.if_match, "\"%s\"", h.etag);
     plan_download(&j, &h);
-    if (make_dirs && make_parents(path) != 0) {
-        s3_error_local(err, "download", bucket, key, "cannot create the folders of %s: %s", path,
-                       strerror(errno));
-        return -1;
-    }
-
-    temp_name(&tmp, path);
-    j.fd = mkostemp((char *)sky_buf_cstr(&tmp), O_CLOEXEC);
-    if (j.fd < 0) {
-        s3_error_local(err, "download", bucket, key, "cannot create a temporary file next to %s: %s",
-                       path, strerror(errno));
+    if (s3_temp_open(&tmp, bucket, key, path, make_dirs, j.size, err) != 0)
         goto done;
-    }
-    created = 1;
-    mode_t mask = umask(0);
-    umask(mask);
-    if (fchmod(j.fd, 0666 & ~mask) != 0 || (j.size && ftruncate(j.fd, (off_t)j.size) != 0)) {
-        s3_error_local(err, "download", bucket, key, "cannot prepare %s: %s", sky_buf_cstr(&tmp), strerror(errno));
-        goto done;
-    }
+    j.fd = tmp.fd;
     if (!(j.ranges = s3_transfer_calloc(j.nranges ? j.nranges : 1, sizeof *j.ranges, "download",
                                         bucket, key, err)) ||
         (j.md5_per_range && !(j.md5s = s3_transfer_calloc(j.nranges, sizeof *j.md5s, "download",
@@ -309,30 +360,16 @@ static int download_object(s3_client *c, const char *bucket, const char *key, co
     s3_progress_end(&j.progress);
     if (fetched != 0 || verify_checksum(&j, &h, err) != 0)
         goto done;
-    if (fsync(j.fd) != 0) {
-        s3_error_local(err, "download", bucket, key, "cannot write %s: %s", path, strerror(errno));
+    if (s3_temp_commit(&tmp, bucket, key, path, mtime, err) != 0)
         goto done;
-    }
-    close(j.fd);
-    j.fd = -1;
-    if (rename(sky_buf_cstr(&tmp), path) != 0) {
-        s3_error_local(err, "download", bucket, key, "cannot rename the download to %s: %s", path, strerror(errno));
-        goto done;
-    }
-    created = 0;   /* renamed: the temp name is the destination now */
-    sync_parent_dir(path);
     rc = 0;
 done:
-    if (j.fd >= 0)
-        close(j.fd);
-    if (created)
-        unlink(sky_buf_cstr(&tmp));
+    s3_temp_discard(&tmp);   /* closes j.fd; removes the file unless it was renamed */
     free(j.ranges);
     free(j.md5s);
     free(j.finished);
     free(j.chunk);
     EVP_MD_CTX_free(j.whole);
-    sky_buf_free(&tmp);
     return rc;
 }
 
@@ -346,21 +383,6 @@ typedef struct prefix_job {
     s3_error *err;
 } prefix_job;
 
-/* A key's path below the prefix, refused when it could escape the folder. */
-static int relative_path_safe(const char *rel)
-{
-    if (!*rel || rel[0] == '/')
-        return 0;
-    for (const char *p = rel; *p;) {
-        const char *slash = strchr(p, '/');
-        size_t n = slash ? (size_t)(slash - p) : strlen(p);
-        if ((n == 2 && p[0] == '.' && p[1] == '.') || (n == 1 && p[0] == '.') || n == 0)
-            return 0;
-        p += n + (slash ? 1 : 0);
-    }
-    return 1;
-}
-
 static int download_one_key(void *ud, const s3_object_info *o)
 {
     prefix_job *pj = ud;
@@ -368,7 +390,7 @@ static int download_one_key(void *ud, const s3_object_info *o)
     size_t klen = strlen(o->key);
     if (klen && o->key[klen - 1] == '/')
         return 0;   /* a "folder" marker object: the folders come from the paths */
-    if (!relative_path_safe(rel)) {
+    if (!s3_relative_path_safe(rel)) {
         s3_error_local(pj->err, "download", pj->bucket, o->key,
                        "refusing a key that would land outside %s", pj->dir);
         pj->failed = 1;
@@ -376,7 +398,7 @@ static int download_one_key(void *ud, const s3_object_info *o)
     }
     sky_buf dest = SKY_BUF_INIT;
     sky_buf_printf(&dest, "%s/%s", pj->dir, rel);
-    if (download_object(pj->c, pj->bucket, o->key, sky_buf_cstr(&dest), 1, pj->err) != 0)
+    if (download_object(pj->c, pj->bucket, o->key, sky_buf_cstr(&dest), 1, 0, pj->err) != 0)
         pj->failed = 1;
     else
         pj->count++;
@@ -416,7 +438,13 @@ int s3_download_prefix(s3_client *c, const char *bucket, const char *prefix, con
 int s3_download_object(s3_client *c, const char *bucket, const char *key, const char *path,
                        s3_error *err)
 {
-    return download_object(c, bucket, key, path, 0, err);
+    return download_object(c, bucket, key, path, 0, 0, err);
+}
+
+int s3_download_object_at(s3_client *c, const char *bucket, const char *key, const char *path,
+                          long long mtime, s3_error *err)
+{
+    return download_object(c, bucket, key, path, 1, mtime, err);
 }
 
 int s3_download_path(s3_client *c, const char *bucket, const char *key, const char *path,
@@ -429,7 +457,7 @@ int s3_download_path(s3_client *c, const char *bucket, const char *key, const ch
         rc = s3_download_prefix(c, bucket, key ? key : "", path, count, err);
     } else {
         s3_target_file(key, path, &file);
-        rc = download_object(c, bucket, key, sky_buf_cstr(&file), 1, err);
+        rc = download_object(c, bucket, key, sky_buf_cstr(&file), 1, 0, err);
         if (count)
             *count = rc == 0;
     }

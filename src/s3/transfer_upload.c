@@ -35,7 +35,7 @@ static const char *base_name(const char *path)
 
 /* MD5 (and SHA-256 when sha_hex is not NULL) of a file range, read in
  * chunks. Returns 0, or -1 with a reason in why. */
-static int hash_range(int fd, uint64_t offset, uint64_t len, uint8_t *chunk,
+int s3_hash_range(int fd, uint64_t offset, uint64_t len, uint8_t *chunk,
                       unsigned char md5[16], char *sha_hex, char *why, size_t whylen)
 {
     int rc = -1;
@@ -85,7 +85,7 @@ static int upload_single(s3_client *c, const char *bucket, const char *key, cons
     int rc = -1;
     if (!chunk)
         return -1;
-    if (hash_range(fd, 0, size, chunk, md5, sha_hex, why, sizeof why) != 0) {
+    if (s3_hash_range(fd, 0, size, chunk, md5, sha_hex, why, sizeof why) != 0) {
         s3_error_local(err, "upload", bucket, key, "cannot read %s: %s", path, why);
         goto done;
     }
@@ -145,7 +145,7 @@ static int part_prepare(void *ud, size_t i, s3_request *req, s3_error *err)
     uint64_t off = (uint64_t)i * j->part_size;
     uint64_t len = j->size - off < j->part_size ? j->size - off : j->part_size;
     char why[256];
-    if (hash_range(j->fd, off, len, j->chunk, j->md5s[i], NULL, why, sizeof why) != 0) {
+    if (s3_hash_range(j->fd, off, len, j->chunk, j->md5s[i], NULL, why, sizeof why) != 0) {
         s3_error_local(err, "upload", j->bucket, j->key, "cannot read %s: %s", j->path, why);
         return -1;
     }
