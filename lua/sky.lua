@@ -344,6 +344,33 @@ function sky.providers.ssh(opts)
     ssh_config = opts.ssh_config, connect_timeout = opts.connect_timeout }
 end
 
+--- sky.providers.named(NAME) — the provider `providers.NAME` of skyrun.yaml
+--- (docs/CONFIGURATION.md), e.g. `type: ssh` with `hosts: [ … ]`, `user:` ….
+--- `sky.compute{ provider = "NAME" }` is the same.
+function sky.providers.named(name)
+  if type(name) ~= "string" then error("sky.providers.named: expected a provider name", 2) end
+  local t, where = core.provider_config(name)
+  local kind = t.type
+  local make = (kind == "ssh" or kind == "localhost") and sky.providers[kind]
+  if not make then
+    error(("%s: providers.%s.type must be ssh or localhost, got %s"):format(where, name, tostring(kind)), 2)
+  end
+  local opts = {}
+  for k, v in pairs(t) do
+    if k ~= "type" then opts[k] = v end
+  end
+  for _, k in ipairs { "port", "workers", "nodes", "connect_timeout" } do
+    if opts[k] ~= nil then
+      local n = tonumber(opts[k])
+      if not n then error(("%s: providers.%s.%s must be a number"):format(where, name, k), 2) end
+      opts[k] = math.tointeger(n) or n
+    end
+  end
+  local ok, p = pcall(make, opts)
+  if not ok then error(("%s: providers.%s: %s"):format(where, name, tostring(p):gsub("^[^:]*:%d+: ", "")), 2) end
+  return p
+end
+
 -- Options tables are checked by name: a typo is an error, never a default.
 local function check_keys(what, opts, known, level)
   if type(opts) ~= "table" then
@@ -479,6 +506,7 @@ function sky.compute(opts)
     error("sky.compute: accelerator must be a GPU type like \"L4\" or \"H100:8\" (or sky.accelerators.L4(2))", 2)
   end
   local provider = opts.provider or sky.providers.localhost()
+  if type(provider) == "string" then provider = sky.providers.named(provider) end
   if type(provider) ~= "table" or type(provider.type) ~= "string" then
     error("sky.compute: provider must come from sky.providers (e.g. sky.providers.localhost{…})", 2)
   end

@@ -315,16 +315,18 @@ static int ask(sky_provider *pr, sky_node *node, const control_record **answer, 
 
 /* ---- phases ------------------------------------------------------------------ */
 
-static int check_apt(sky_node_setup *s, sky_provider *pr, sky_node *nodes, int n, char *err, size_t errlen)
+/* Which of pkgs each node lacks ("a, b" into missing[i]; empty: none).
+ * Returns 0; -1 with err when interrupted, or when a node cannot tell
+ * (no dpkg-query) and soft is not set (soft: such a node lacks nothing). */
+static int apt_missing(sky_node_setup *s, sky_provider *pr, sky_node *nodes, int n, const char *const *pkgs,
+                       size_t npkgs, int soft, sky_buf *missing, char *err, size_t errlen)
 {
-    if (!s->napt)
-        return 0;
-    const char **argv = sky_xcalloc(s->napt + 4, sizeof *argv);
+    const char **argv = sky_xcalloc(npkgs + 4, sizeof *argv);
     argv[0] = "dpkg-query";
     argv[1] = "-W";
     argv[2] = "-f=${Package} ${Status}\\n";
-    for (size_t i = 0; i < s->napt; i++)
-        argv[3 + i] = s->apt[i];
+    for (size_t i = 0; i < npkgs; i++)
+        argv[3 + i] = pkgs[i];
     node_step *steps = node_steps_same(n, (const char *const *)argv);
     int rc = node_steps_run(&s->output, pr, nodes, n, steps, NULL, CHECK_SECONDS);
     if (rc != 0)
@@ -332,46 +334,140 @@ static int check_apt(sky_node_setup *s, sky_provider *pr, sky_node *nodes, int n
     for (int i = 0; rc == 0 && i < n; i++) {
         node_step *st = &steps[i];
         if (!st->active) {
+            if (soft)
+                continue;
             snprintf(err, errlen, "%s: image.apt needs a Debian-like node with dpkg-query (%s)",
                      nodes[i].name, st->spawn_err);
             rc = -1;
             break;
         }
-        sky_buf missing = SKY_BUF_INIT;
-        for (size_t p = 0; p < s->napt; p++) {
+        for (size_t p = 0; p < npkgs; p++) {
             char want[300];
-            snprintf(want, sizeof want, "%s install ok installed", s->apt[p]);
+            snprintf(want, sizeof want, "%s install ok installed", pkgs[p]);
             const char *out = sky_buf_cstr(&st->out);
             int found = 0;
             for (const char *line = out; *line;) {
                 size_t len = strcspn(line, "\n");
                 /* "name:arch install ok installed" also counts */
-                size_t nl = strlen(s->apt[p]);
+                size_t nl = strlen(pkgs[p]);
                 if ((len == strlen(want) && strncmp(line, want, len) == 0) ||
-                    (strncmp(line, s->apt[p], nl) == 0 && line[nl] == ':' &&
+                    (strncmp(line, pkgs[p], nl) == 0 && line[nl] == ':' &&
                      len > 22 && strncmp(line + len - 22, " install ok installed", 21) == 0))
                     found = 1;
                 line += len + (line[len] == '\n');
             }
             if (!found)
-                sky_buf_printf(&missing, "%s%s", missing.len ? ", " : "", s->apt[p]);
+                sky_buf_printf(&missing[i], "%s%s", missing[i].len ? ", " : "", pkgs[p]);
         }
-        if (missing.len) {
-            snprintf(err, errlen,
-                     "%s: image.apt: missing package%s %s (this provider does not install packages on "
-                     "your machine: install them, e.g. sudo apt-get install %s)",
-                     nodes[i].name, strchr(sky_buf_cstr(&missing), ',') ? "s" : "", sky_buf_cstr(&missing),
-                     sky_buf_cstr(&missing));
-            for (char *c = strchr(err, ','); c && c < err + errlen; c = strchr(c, ','))
-                break;
-            rc = -1;
-        }
-        sky_buf_free(&missing);
     }
     for (int i = 0; i < n; i++)
         node_step_free(&steps[i]);
     free(steps);
     free(argv);
+    return rc;
+}
+
+/* Packages pkgs present on every node. Where some are missing: a node of
+ * this machine (localhost) gets an error naming them — nothing is ever
+ * installed on the user's own machine —, a node that is a machine of its
+ * own (installs_packages) gets them from apt-get, through `sudo -n` when
+ * the node's user is not root, with one `apt-get update` if the first try
+ * fails. what: "image.apt" or "volumes (s3fs)", for messages. */
+static int ensure_packages(sky_node_setup *s, sky_provider *pr, sky_node *nodes, int n, const char *const *pkgs,
+                           size_t npkgs, int soft, const char *what, char *err, size_t errlen)
+{
+    sky_buf *missing = sky_xcalloc((size_t)n, sizeof *missing);
+    int rc = apt_missing(s, pr, nodes, n, pkgs, npkgs, soft, missing, err, errlen);
+    int install = 0;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        if (!missing[i].len)
+            continue;
+        if (!nodes[i].installs_packages) {
+            const char *list = sky_buf_cstr(&missing[i]);
+            snprintf(err, errlen,
+                     "%s: %s: missing package%s %s (this provider does not install packages on your "
+                     "machine: install them, e.g. sudo apt-get install %s)",
+                     nodes[i].name, what, strchr(list, ',') ? "s" : "", list, list);
+            rc = -1;
+        }
+        install = 1;
+    }
+    if (rc == 0 && install) {
+        /* One install command per node, the missing packages as its arguments. */
+        static const char script[] =
+            "export DEBIAN_FRONTEND=noninteractive; s=''; [ \"$(id -u)\" = 0 ] || s='sudo -n'; "
+            "$s apt-get install -y -q --no-install-recommends \"$@\" || "
+            "{ $s apt-get update -q -o Acquire::Retries=0 -o Acquire::http::Timeout=20 && "
+            "$s apt-get install -y -q --no-install-recommends \"$@\"; }";
+        node_step *steps = sky_xcalloc((size_t)n, sizeof *steps);
+        const char ***argvs = sky_xcalloc((size_t)n, sizeof *argvs);
+        for (int i = 0; i < n; i++) {
+            if (!missing[i].len)
+                continue;
+            size_t k = 0, cap = npkgs + 5;
+            argvs[i] = sky_xcalloc(cap, sizeof **argvs);
+            argvs[i][k++] = "sh";
+            argvs[i][k++] = "-c";
+            argvs[i][k++] = script;
+            argvs[i][k++] = "sh";
+            for (char *tok = (char *)missing[i].data, *end = tok + missing[i].len; tok < end && k + 1 < cap;) {
+                char *comma = memchr(tok, ',', (size_t)(end - tok));
+                if (comma)
+                    *comma = 0;
+                argvs[i][k++] = tok;
+                tok = comma ? comma + 2 : end;
+            }
+            steps[i] = (node_step){ .active = 1, .argv = argvs[i], .show = 1 };
+        }
+        if (node_steps_run(&s->output, pr, nodes, n, steps, NULL, 0) != 0) {
+            snprintf(err, errlen, "interrupted while installing packages for %s", what);
+            rc = -1;
+        }
+        for (int i = 0; rc == 0 && i < n; i++) {
+            char phase[200];
+            snprintf(phase, sizeof phase, "%s (apt-get install on %s)", what, nodes[i].host ? nodes[i].host : "?");
+            if (steps[i].active && !node_step_ok(&steps[i], &nodes[i], phase, err, errlen))
+                rc = -1;
+        }
+        for (int i = 0; i < n; i++) {
+            node_step_free(&steps[i]);
+            free(argvs[i]);
+        }
+        free(steps);
+        free(argvs);
+    }
+    for (int i = 0; i < n; i++)
+        sky_buf_free(&missing[i]);
+    free(missing);
+    return rc;
+}
+
+static int check_apt(sky_node_setup *s, sky_provider *pr, sky_node *nodes, int n, char *err, size_t errlen)
+{
+    if (!s->napt)
+        return 0;
+    return ensure_packages(s, pr, nodes, n, (const char *const *)s->apt, s->napt, 0, "image.apt", err, errlen);
+}
+
+/* s3fs where a volume is mounted on nodes that are machines of their own
+ * (a node without dpkg is left to the mount's own "has no s3fs" error). */
+static int ensure_s3fs(sky_node_setup *s, sky_provider *pr, sky_node *nodes, int n, char *err, size_t errlen)
+{
+    int mounts = 0, remote = 0;
+    for (size_t k = 0; k < s->nvolumes; k++)
+        mounts |= s->volumes[k].mode != SKY_VOLUME_COPY;
+    for (int i = 0; i < n; i++)
+        remote |= nodes[i].installs_packages;
+    if (!mounts || !remote)
+        return 0;
+    static const char *const s3fs[] = { "s3fs" };
+    sky_node *only = sky_xcalloc((size_t)n, sizeof *only);
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (nodes[i].installs_packages)
+            only[m++] = nodes[i];
+    int rc = ensure_packages(s, pr, only, m, s3fs, 1, 1, "volumes (s3fs)", err, errlen);
+    free(only);
     return rc;
 }
 
@@ -1055,7 +1151,7 @@ int sky_node_setup_run(sky_node_setup *s, sky_provider *pr, sky_node *nodes, int
         v->manifest = sky_xcalloc((size_t)nnodes, sizeof *v->manifest);
         v->nmanifest = sky_xcalloc((size_t)nnodes, sizeof *v->nmanifest);
     }
-    if (check_apt(s, pr, nodes, nnodes, err, errlen) != 0 ||
+    if (check_apt(s, pr, nodes, nnodes, err, errlen) != 0 || ensure_s3fs(s, pr, nodes, nnodes, err, errlen) != 0 ||
         run_setup_commands(s, pr, nodes, nnodes, err, errlen) != 0 ||
         ship_includes(s, pr, nodes, nnodes, err, errlen) != 0)
         return -1;

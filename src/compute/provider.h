@@ -33,6 +33,8 @@ typedef struct sky_node {
     int shares_host_files;/* a path on the node names the same file on the host */
     int privileged;       /* processes of the node may mount (root, or root of a
                              user namespace) */
+    int installs_packages;/* a machine of its own: missing image.apt packages (and s3fs
+                             for volumes) are installed there, never on the user's machine */
     char why_shared[300]; /* when !own_mounts: what stood in the way */
     void *data;           /* the provider's own */
 } sky_node;

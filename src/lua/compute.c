@@ -21,6 +21,7 @@
 #include "compute/pool.h"
 #include "lua/bindings.h"
 #include "lua/storage.h"
+#include "util/config.h"
 #include "util/interrupt.h"
 #include "wire/wire.h"
 
@@ -169,6 +170,55 @@ static sky_provider *ssh_provider_from_spec(lua_State *L, int spec, int t, char 
     sky_provider *pr = sky_provider_ssh_new(&o, err, errlen);   /* copies what it keeps */
     lua_pop(L, 2);
     return pr;
+}
+
+/* A node of skyrun.yaml as Lua values: maps to tables, sequences to arrays,
+ * scalars to strings (sky.providers.named converts numbers). */
+static void push_config_node(lua_State *L, const sky_config_node *n, int depth)
+{
+    luaL_checkstack(L, 4, "skyrun.yaml");
+    if (n->kind == SKY_CONFIG_SCALAR || depth > SKY_CONFIG_MAX_DEPTH) {
+        lua_pushstring(L, n->value ? n->value : "");
+        return;
+    }
+    lua_createtable(L, 0, (int)n->nchildren);
+    for (size_t i = 0; i < n->nchildren; i++) {
+        push_config_node(L, n->children[i], depth + 1);
+        if (n->kind == SKY_CONFIG_SEQ)
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        else
+            lua_setfield(L, -2, n->children[i]->key ? n->children[i]->key : "");
+    }
+}
+
+/* core.provider_config(name) -> the table providers.NAME of skyrun.yaml
+ * (the file --config, $SKYRUN_CONFIG, ./skyrun.yaml or
+ * ~/.config/skyrun/config.yaml names), "file:line:col" of it. */
+static int provider_config(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *explicit_path = NULL;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "sky.options") == LUA_TTABLE &&
+        lua_getfield(L, -1, "config") == LUA_TSTRING)
+        explicit_path = lua_tostring(L, -1);   /* kept alive by the registry table */
+    char path[4096], err[600];
+    if (!sky_config_find(explicit_path, path, sizeof path))
+        return luaL_error(L, "sky.providers.named: no skyrun.yaml (looked for --config, $SKYRUN_CONFIG, "
+                             "./skyrun.yaml, ~/.config/skyrun/config.yaml) to find provider '%s' in", name);
+    sky_config *cfg = sky_config_load_file(path, err, sizeof err);
+    if (!cfg)
+        return luaL_error(L, "%s", err);
+    const sky_config_node *p = sky_config_child(sky_config_get(cfg->root, "providers"), name);
+    if (!p || p->kind != SKY_CONFIG_MAP) {
+        sky_config_free(cfg);
+        return luaL_error(L, "sky.providers.named: %s has no provider '%s' (under providers:)", path, name);
+    }
+    char where[600];
+    sky_config_where(cfg, p, where, sizeof where);
+    push_config_node(L, p, 0);
+    lua_pushstring(L, where);
+    sky_config_free(cfg);
+    return 2;
 }
 
 /* The provider a pool's spec names: spec.provider is the table
@@ -789,6 +839,8 @@ void sky_lua_open_compute(lua_State *L)
     lua_pop(L, 1);
     lua_pushcfunction(L, pool_new);
     lua_setfield(L, -2, "pool_new");
+    lua_pushcfunction(L, provider_config);
+    lua_setfield(L, -2, "provider_config");
     lua_pushcfunction(L, monotonic_now);
     lua_setfield(L, -2, "now");
     lua_pushcfunction(L, register_metatable);

@@ -18,7 +18,7 @@ BEDROOT=$(mktemp -d "${TMPDIR:-/tmp}/skyrun-sshprov.XXXXXX")
 BED=$BEDROOT/bed
 bed_down() { "$TESTBED" down "$BED" >/dev/null 2>&1 || true; rm -rf "$BEDROOT"; }
 rc=0
-"$TESTBED" up "$BED" 3 >"$BEDROOT/up.log" 2>&1 || rc=$?
+BED_WATCH_PID=$$ "$TESTBED" up "$BED" 3 >"$BEDROOT/up.log" 2>&1 || rc=$?
 if [ $rc -ne 0 ]; then
   cat "$BEDROOT/up.log" >&2
   bed_down
@@ -266,6 +266,65 @@ LUA
   nothing_left
 }
 
+test_image_apt_installs_what_is_missing_on_hosts() {
+  # (the bed's hosts share this machine's files: nothing may really be
+  # installed, so a package that exists nowhere shows the install path
+  # running on the host and its failure quoted; one that is present passes.)
+  cat >"$WORK/apt.lua" <<LUA
+local sky = require "sky"
+local pool <close> = sky.compute { provider = $(provider), image = sky.image { apt = { "lua5.4", "skyrun-no-such-package" } } }
+print("the pool started")
+LUA
+  expect_exit 1 "$SKYRUN" "$WORK/apt.lua"
+  expect_in "$WORK/err" "image.apt (apt-get install on"
+  expect_in "$WORK/err" "Unable to locate package skyrun-no-such-package"
+  expect_not_in "$WORK/err" "lua5.4"
+  nothing_left
+  sed -i 's/, "skyrun-no-such-package"//' "$WORK/apt.lua"
+  expect_exit 0 "$SKYRUN" "$WORK/apt.lua"
+  expect_in "$WORK/out" "the pool started"
+}
+
+test_a_named_inventory_and_ssh_config_aliases() {
+  mkdir -p "$HOME/.ssh"
+  cat >"$HOME/.ssh/config" <<CONF
+# aliases as a user writes them; HostName, User and IdentityFile are followed
+Host bed-*
+    User root
+    IdentityFile $BED_KEY
+Host bed-one
+    HostName ${HOSTS[0]}
+Host bed-two
+    HostName ${HOSTS[1]}
+Host bed-three
+    HostName ${HOSTS[2]}
+CONF
+  cat >"$WORK/skyrun.yaml" <<YAML
+providers:
+  bed:
+    type: ssh
+    hosts: [ bed-one, bed-two, bed-three ]
+    known_hosts: $BED_KNOWN_HOSTS
+    workers: 2
+YAML
+  cat >"$WORK/named.lua" <<'LUA'
+local sky = require "sky"
+local pool <close> = sky.compute { provider = "bed" }
+print(pool:info().nodes .. " nodes")
+print(pool:map(sky.fn(function(x) return x + 1 end), { 1, 2, 3, 4 })[4])
+LUA
+  SKYRUN_CONFIG=$WORK/skyrun.yaml expect_exit 0 "$SKYRUN" "$WORK/named.lua"
+  expect_in "$WORK/out" "3 nodes"
+  expect_in "$WORK/out" "5"
+  # a provider that is not in the file is named with the file
+  sed -i 's/provider = "bed"/provider = "nope"/' "$WORK/named.lua"
+  SKYRUN_CONFIG=$WORK/skyrun.yaml expect_exit 1 "$SKYRUN" "$WORK/named.lua"
+  expect_in "$WORK/err" "has no provider 'nope'"
+  rm -f "$HOME/.ssh/config"
+  nothing_left
+}
+
+test_case "a named inventory in skyrun.yaml, hosts as ~/.ssh/config aliases" test_a_named_inventory_and_ssh_config_aliases
 test_case "a map runs on every host, each result right" test_map_runs_on_every_host
 test_case "the worker is copied to a host once, then found in its cache" test_the_worker_is_copied_once_per_host
 test_case "an unknown host is refused with its SHA256 fingerprint; accept-new records it" test_an_unknown_host_is_refused_with_its_fingerprint
@@ -273,6 +332,7 @@ test_case "a host lost mid-map: its calls go to the others, every result right" 
 test_case "skyrun SIGKILLed mid-call leaves nothing on any host" test_skyrun_killed_mid_call_leaves_nothing
 test_case "volumes and an image on hosts: read, write, read-only refused, nothing left" test_volumes_on_hosts_read_write_and_refuse_read_only
 test_case "the reference pipeline runs with only the provider line changed" test_the_reference_pipeline_runs_with_only_the_provider_changed
+test_case "image.apt installs what a host lacks (apt-get's own error quoted)" test_image_apt_installs_what_is_missing_on_hosts
 test_case "an unreachable host is named with the reason" test_an_unreachable_host_is_named
 test_case "a changed host key is refused, even with accept-new" test_a_changed_host_key_is_always_refused
 finish

@@ -542,6 +542,7 @@ static int start_node(sky_provider *pr, sky_node *node, char *err, size_t errlen
     if (rec->n > 3)
         snprintf(node->why_shared, sizeof node->why_shared, "%.*s", (int)rec->len[3], rec->field[3]);
     node->shares_host_files = 0;
+    node->installs_packages = 1;
     size_t dn = strlen(sn->dir) + 16;
     node->workdir = sky_xmalloc(dn);
     snprintf(node->workdir, dn, "%s/work", sn->dir);
