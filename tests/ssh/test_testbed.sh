@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # test_testbed.sh: smoke test of the multi-host SSH test bed (tests/ssh/testbed.sh)
 # that the ssh provider's tests run on: hosts answer over SSH with strict host-key
-# checking, have their own /tmp, ~/.cache, hostname and mount table, reach the
-# bed's s3rver; the fault injections do what they say; leftovers sees what is
-# left on a host; down leaves nothing behind; two beds coexist.
+# checking, have their own /tmp, ~/.cache, hostname and mount table, take SFTP
+# uploads, reach the bed's s3rver (s3fs mounts from a host work); the fault
+# injections do what they say; leftovers sees what is left on a host; two beds
+# coexist; a bed whose owner died is taken down by its watchdog; down leaves
+# nothing behind. BED_TEST_TIMES=1 prints when each case ended.
 # Needs root (exits 77 otherwise, or when testbed.sh says the machine cannot
 # run it). Prints "ok - ..." / "FAIL - ..." per case.
 set -uo pipefail
