@@ -410,7 +410,8 @@ static int ensure_packages(sky_node_setup *s, sky_provider *pr, sky_node *nodes,
             argvs[i][k++] = "-c";
             argvs[i][k++] = script;
             argvs[i][k++] = "sh";
-            for (char *tok = (char *)missing[i].data, *end = tok + missing[i].len; tok < end && k + 1 < cap;) {
+            char *list = (char *)sky_buf_cstr(&missing[i]);   /* "a, b": cut in place at the commas */
+            for (char *tok = list, *end = list + missing[i].len; tok < end && k + 1 < cap;) {
                 char *comma = memchr(tok, ',', (size_t)(end - tok));
                 if (comma)
                     *comma = 0;

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # test_testbed.sh: smoke test of the multi-host SSH test bed (tests/ssh/testbed.sh)
 # that the ssh provider's tests run on: hosts answer over SSH with strict host-key
-# checking, have their own /tmp, ~/.cache, hostname and mount table, reach the
-# bed's s3rver; the fault injections do what they say; leftovers sees what is
-# left on a host; down leaves nothing behind; two beds coexist.
+# checking, have their own /tmp, ~/.cache, hostname and mount table, take SFTP
+# uploads, reach the bed's s3rver (s3fs mounts from a host work); the fault
+# injections do what they say; leftovers sees what is left on a host; two beds
+# coexist; a bed whose owner died is taken down by its watchdog; down leaves
+# nothing behind. BED_TEST_TIMES=1 prints when each case ended.
 # Needs root (exits 77 otherwise, or when testbed.sh says the machine cannot
 # run it). Prints "ok - ..." / "FAIL - ..." per case.
 set -uo pipefail
@@ -78,6 +80,18 @@ case_private_tmp_and_cache() {
   ! grep -q ' /tmp/m ' /proc/self/mountinfo || fail "the machine sees host 2's mount"
   bed_ssh "$(host_addr 2)" "umount /tmp/m && rmdir /tmp/m"
   bed_ssh "$(host_addr 1)" "rm -f /tmp/$probe /root/.cache/$probe"
+}
+
+case_sftp_upload() {
+  # scp speaks SFTP (OpenSSH >= 9): the Subsystem a provider uploading files uses
+  head -c 100000 /dev/urandom >"$WORK/blob"
+  timeout 60 scp -q -i "$BED_KEY" -o BatchMode=yes -o UserKnownHostsFile="$BED_KNOWN_HOSTS" \
+    -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o ConnectTimeout=5 \
+    "$WORK/blob" "root@$(host_addr 2):/tmp/blob" || fail "scp upload failed"
+  [ "$(bed_ssh "$(host_addr 2)" sha256sum /tmp/blob | cut -d' ' -f1)" = "$(sha256sum <"$WORK/blob" | cut -d' ' -f1)" ] ||
+    fail "uploaded bytes differ"
+  bed_ssh "$(host_addr 1)" "test ! -e /tmp/blob" || fail "the upload shows on host 1"
+  bed_ssh "$(host_addr 2)" rm /tmp/blob
 }
 
 case_empty_known_hosts_refused() {
@@ -211,6 +225,7 @@ echo "ok   - up ($(tail -n1 "$WORK/up.err"))"
 
 test_case "ssh with strict host keys reaches each host, distinct hostnames" case_ssh_each_host
 test_case "hosts have their own /tmp, ~/.cache and mount table" case_private_tmp_and_cache
+test_case "an upload over SFTP (scp) lands in that host's /tmp" case_sftp_upload
 test_case "an empty known_hosts is refused under strict checking" case_empty_known_hosts_refused
 test_case "s3rver answers from inside the hosts" case_s3rver_from_hosts
 test_case "netdown makes ssh time out, netup restores it" case_netdown_netup

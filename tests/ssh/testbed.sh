@@ -104,6 +104,7 @@ S3RVER_BIN=${S3RVER_BIN:-$here/.deps/npm/node_modules/.bin/s3rver}
 TMO=${BED_TIMEOUT_S:-30}
 LIFETIME=${BED_MAX_LIFETIME_S:-7200}
 TMPFS_SIZE=${BED_TMPFS_SIZE:-1g}
+ROOT_HOME=$(getent passwd root | cut -d: -f6); ROOT_HOME=${ROOT_HOME:-/root}
 SSHD=/usr/sbin/sshd
 SUBNET_PREFIX=10.213
 LOCK=/run/lock/skyrun-sshbed.lock
@@ -185,10 +186,10 @@ host_nslist() {
 # ---------- host start ----------
 
 # The script the holder runs in its fresh mount + UTS namespaces (bash -c).
-# Arguments: DIR HOSTNAME TMPFS_SIZE NAME LIFETIME
+# Arguments: DIR HOSTNAME TMPFS_SIZE NAME LIFETIME ROOT_HOME
 holder_script='
 set -e
-dir=$1 name=$2 size=$3
+dir=$1 name=$2 size=$3 home=$6
 hostname "$name"
 # private_tmpfs TARGET MODE: a new tmpfs over TARGET; DIR bound back in if it lies below TARGET
 private_tmpfs() {
@@ -203,7 +204,7 @@ private_tmpfs() {
   rmdir "$stage" 2>/dev/null || true
 }
 private_tmpfs /tmp 1777
-private_tmpfs /root 0700   # a home of its own: no rc files of this machine, its own ~/.cache
+private_tmpfs "$home" 0700   # a home of its own: no rc files of this machine, its own ~/.cache
 exec -a "$4" sleep "$5"
 '
 
@@ -212,7 +213,7 @@ start_holder() {
   local i=$1 ns hn p
   ns=$(host_ns "$i"); hn=$(host_name "$i")
   (close_fds; exec setsid nsenter --net="/run/netns/$ns" -- unshare -m -u --propagation private \
-      bash -c "$holder_script" sshbed-holder "$DIR" "$hn" "$TMPFS_SIZE" "sshbed-holder-$TAG-$i" "$LIFETIME") \
+      bash -c "$holder_script" sshbed-holder "$DIR" "$hn" "$TMPFS_SIZE" "sshbed-holder-$TAG-$i" "$LIFETIME" "$ROOT_HOME") \
     </dev/null >>"$DIR/h$i/holder.log" 2>&1 &
   p=$!
   echo "$p" >"$DIR/h$i/holder.pid"
@@ -400,7 +401,7 @@ start_watchdog() {
 
 do_down() {
   # one down at a time per bed (the test's trap and a watchdog may meet)
-  exec 8<"$DIR" && flock -w "$TMO" 8 || say "could not lock $DIR; going on"
+  exec 8<"$DIR" && flock -w $((TMO * 4)) 8 || say "could not lock $DIR; going on"
   [ -f "$STATE" ] || { say "nothing up in $DIR"; return 0; }
   . "$STATE"
   local i p f pids=() nslist="" left
@@ -461,8 +462,8 @@ all_leftovers() {
   anc=$DIR; while [ "$(dirname "$anc")" != / ] && [ "$(dirname "$anc")" != /tmp ]; do anc=$(dirname "$anc"); done
   for ((i = 1; i <= N; i++)); do
     h=$(holder_pid "$i") || continue
-    nsenter -t "$h" -m -- sh -c 'cat /proc/self/mountinfo; echo ---; for f in /tmp/skyrun-* /root/.cache/skyrun*; do
-        [ -e "$f" ] && [ "$f" != "$1" ] && echo "$f"; done; true' sh "$anc" 2>/dev/null |
+    nsenter -t "$h" -m -- sh -c 'cat /proc/self/mountinfo; echo ---; for f in /tmp/skyrun-* "$2"/.cache/skyrun*; do
+        [ -e "$f" ] && [ "$f" != "$1" ] && echo "$f"; done; true' sh "$anc" "$ROOT_HOME" 2>/dev/null |
       awk -v host="$i" -v basefile="$DIR/h$i/mounts.base" '
         BEGIN{while ((getline l < basefile) > 0) base[l]=1}
         $0 == "---" {files=1; next}
@@ -547,8 +548,10 @@ case $cmd in
   up)
     N=${3:-}
     [[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -ge 3 ] && [ "$N" -le 200 ] || die "N must be 3..200"
-    [ ! -f "$STATE" ] || die "a test bed is already up in $DIR (run down first)"
     [[ "$DIR" != *[[:space:]]* ]] || die "DIR must not contain white space (sshd_config paths): $DIR"
+    # held until up is done: a down (the watchdog's, a second up's) waits for it
+    exec 8<"$DIR" && flock -w $((TMO * 4)) 8 || die "$DIR is locked by another up or down"
+    [ ! -f "$STATE" ] || die "a test bed is already up in $DIR (run down first)"
     if ! try_up; then
       say "up failed; tearing down (logs: $DIR/h*/sshd.log, $DIR/s3rver.log)"
       BED_KEEP_LOGS=1 do_down >/dev/null 2>&1
