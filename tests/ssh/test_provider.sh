@@ -47,7 +47,7 @@ host_exec() { "$TESTBED" host "$BED" "$1" exec "${@:2}"; }
 # Nothing of a pool is left on any host: no process, mount or node folder.
 # (The per-user cache of worker binaries, ~/.cache/skyrun, stays by design.)
 nothing_left() {
-  "$TESTBED" leftovers "$BED" 15 >"$WORK/left" 2>&1 || true
+  "$TESTBED" leftovers "$BED" "${1:-15}" >"$WORK/left" 2>&1 || true
   if grep -v -e '/root/.cache/skyrun$' -e '^leftovers:' "$WORK/left" | grep -q .; then
     cat "$WORK/left" >&2
     fail "left on the hosts"
@@ -193,6 +193,37 @@ LUA
   nothing_left
 }
 
+test_a_host_cut_off_mid_map_is_detected_and_its_calls_move() {
+  # The network goes, the host stays up: no FIN, no RST — only silence. The
+  # connection's keepalives and TCP's user timeout (15 s) find it.
+  cat >"$WORK/cut.lua" <<LUA
+local sky = require "sky"
+local pool <close> = sky.compute { provider = $(provider), workers = 2, retries = 3 }
+local f = sky.fn(function(i) local x = 0; for _ = 1, 1000000 do x = x + 1 end; return i * 7 end)
+local args = {}
+for i = 1, 3000 do args[i] = i end
+io.stdout:write("mapping\n"); io.stdout:flush()
+for i, r in ipairs(pool:map(f, args)) do assert(r == i * 7, "wrong result for " .. i) end
+print("all results right; lost workers: " .. pool:stats().workers_lost)
+LUA
+  "$SKYRUN" "$WORK/cut.lua" >"$WORK/out" 2>"$WORK/err" &
+  local pid=$! i rc=0
+  for ((i = 0; i < 300; i++)); do grep -q mapping "$WORK/out" 2>/dev/null && break; sleep 0.1; done
+  sleep "0.$((RANDOM % 9 + 1))"
+  "$TESTBED" host "$BED" 1 netdown >/dev/null
+  for ((i = 0; i < 1200; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && { kill -9 "$pid"; "$TESTBED" host "$BED" 1 netup >/dev/null; fail "skyrun did not finish within 120 s"; }
+  wait "$pid" || rc=$?
+  "$TESTBED" host "$BED" 1 netup >/dev/null
+  [ $rc -eq 0 ] || { cat "$WORK/err" >&2; fail "skyrun exited $rc"; }
+  expect_in "$WORK/out" "all results right"
+  expect_not_in "$WORK/out" "lost workers: 0"
+  # host 1 learns of it when its workers have heard nothing for a heartbeat
+  # (30 s) and exit: sshd's next packet meets a closed socket, the session
+  # ends, its keeper cleans up.
+  nothing_left 60
+}
+
 test_skyrun_killed_mid_call_leaves_nothing() {
   local try
   for try in 1 2 3; do
@@ -329,6 +360,7 @@ test_case "a map runs on every host, each result right" test_map_runs_on_every_h
 test_case "the worker is copied to a host once, then found in its cache" test_the_worker_is_copied_once_per_host
 test_case "an unknown host is refused with its SHA256 fingerprint; accept-new records it" test_an_unknown_host_is_refused_with_its_fingerprint
 test_case "a host lost mid-map: its calls go to the others, every result right" test_a_host_lost_mid_map_moves_its_calls
+test_case "a host cut off mid-map (network down) is found out, its calls move" test_a_host_cut_off_mid_map_is_detected_and_its_calls_move
 test_case "skyrun SIGKILLed mid-call leaves nothing on any host" test_skyrun_killed_mid_call_leaves_nothing
 test_case "volumes and an image on hosts: read, write, read-only refused, nothing left" test_volumes_on_hosts_read_write_and_refuse_read_only
 test_case "the reference pipeline runs with only the provider line changed" test_the_reference_pipeline_runs_with_only_the_provider_changed
