@@ -355,6 +355,36 @@ LUA
   nothing_left
 }
 
+test_accelerators_pick_the_host_that_has_them() {
+  # Host 2 "has" four H100s: the fixture (the format of the NVIDIA driver's
+  # /proc/driver/nvidia/gpus/*/information) is mounted there, in that host's
+  # own mount namespace, where the worker reads its GPUs from.
+  host_exec 2 sh -c "mount -t tmpfs skyrun-gpus /proc/driver && mkdir /proc/driver/nvidia &&
+    cp -r '$SRC/tests/data/gpus/h100x4' /proc/driver/nvidia/gpus"
+  cat >"$WORK/gpu.lua" <<LUA
+local sky = require "sky"
+local pool <close> = sky.compute { provider = $(provider), workers = 2, accelerator = arg[1] }
+local r = pool:broadcast(sky.fn(function()
+  local f = io.open("/proc/sys/kernel/hostname"); local h = f:read("l"); f:close()
+  local me = sky.instance_info()
+  return h .. " " .. #(me.accelerators or {}) .. " " .. tostring(os.getenv("CUDA_VISIBLE_DEVICES"))
+end)())
+print(#r .. " node(s): " .. table.concat(r, "; "))
+LUA
+  local rc=0
+  expect_exit 0 "$SKYRUN" "$WORK/gpu.lua" "H100:4" || rc=$?
+  if [ $rc -eq 0 ]; then
+    expect_in "$WORK/out" "1 node(s): $(echo "$BED_HOSTNAMES" | cut -d' ' -f2) 2 0,1" || rc=1
+    expect_exit 1 "$SKYRUN" "$WORK/gpu.lua" "A100" || rc=1
+    expect_in "$WORK/err" "no node has the accelerator 'A100'" || rc=1
+    expect_in "$WORK/err" "node 1 has 4 x NVIDIA H100" || rc=1
+  fi
+  host_exec 2 umount /proc/driver
+  [ $rc -eq 0 ] || return 1
+  nothing_left
+}
+
+test_case "accelerator= picks the host that has the GPUs, each worker its slice" test_accelerators_pick_the_host_that_has_them
 test_case "a named inventory in skyrun.yaml, hosts as ~/.ssh/config aliases" test_a_named_inventory_and_ssh_config_aliases
 test_case "a map runs on every host, each result right" test_map_runs_on_every_host
 test_case "the worker is copied to a host once, then found in its cache" test_the_worker_is_copied_once_per_host
