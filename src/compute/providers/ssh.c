@@ -373,6 +373,23 @@ static void open_spares(ssh_node *sn)
     }
 }
 
+/* Shells whose channel ended (refused by the host, or the host gone) are
+ * no use: forgotten. */
+static void drop_dead_spares(ssh_node *sn)
+{
+    for (int i = 0; i < sn->nspare;) {
+        if (!ssh_conn_ended(sn->conn, sn->spare[i].chan)) {
+            i++;
+            continue;
+        }
+        close(sn->spare[i].to);
+        close(sn->spare[i].from);
+        close(sn->spare[i].diag);
+        ssh_conn_release(sn->conn, sn->spare[i].chan);
+        sn->spare[i] = sn->spare[--sn->nspare];
+    }
+}
+
 static void close_spares(ssh_node *sn)
 {
     for (int i = 0; i < sn->nspare; i++) {
@@ -516,7 +533,7 @@ static int start_node(sky_provider *pr, sky_node *node, char *err, size_t errlen
         return -1;
     }
     /* Shells for the workers start while the keeper does. */
-    sn->want_spare = sp->workers + 1 < MAX_SPARE ? sp->workers + 1 : MAX_SPARE;
+    sn->want_spare = sp->workers < MAX_SPARE ? sp->workers : MAX_SPARE;
     open_spares(sn);
     if (start_keeper(sp, node, err, errlen) != 0)
         return -1;
@@ -656,6 +673,7 @@ static int spawn(sky_provider *pr, sky_node *node, const sky_spawn *spec, sky_pr
     /* What goes to its stdin before anything else: the command itself when
      * a waiting shell takes it, then the environment. */
     sky_buf input = SKY_BUF_INIT;
+    drop_dead_spares(sn);
     int warm = sn->nspare > 0 && !strchr(sky_buf_cstr(&cmd), '\n');
     if (warm)
         sky_buf_printf(&input, "%s\n", sky_buf_cstr(&cmd));
@@ -668,6 +686,10 @@ static int spawn(sky_provider *pr, sky_node *node, const sky_spawn *spec, sky_pr
     int to, from, diag, id;
     if (warm) {
         spare *sh = &sn->spare[--sn->nspare];
+        /* Once the first workers are up, one shell waits, no more: each
+         * channel counts against the host's sshd MaxSessions. */
+        if (sn->want_spare > 1)
+            sn->want_spare--;
         id = sh->chan;
         to = sh->to;
         from = sh->from;

@@ -54,8 +54,8 @@ typedef struct chan {
     sky_buf in_pend, out_pend, err_pend;
     int in_eof_sent, remote_eof;
     int code;                        /* exit status, 128 + signal, -1 unknown */
-    char how[340];
-    char why[300];                   /* why it could not start */
+    char how[480];
+    char why[400];                   /* why it could not start */
     int released;
     struct chan *next;
 } chan;
@@ -709,6 +709,13 @@ static int chan_close_step(ssh_conn *c, chan *k)
     return 1;
 }
 
+static void never_started(ssh_conn *c, chan *k)
+{
+    char how[480];
+    snprintf(how, sizeof how, "was never started: %s", k->why);
+    chan_ended(c, k, -1, how);
+}
+
 static int chan_open_step(ssh_conn *c, chan *k)
 {
     if (k->state == C_OPENING) {
@@ -720,8 +727,10 @@ static int chan_open_step(ssh_conn *c, chan *k)
                 return 0;
             if (session_error(rc))
                 return -1;
-            snprintf(k->why, sizeof k->why, "%s refused a new channel: %s", c->alias, ssh_error_text(c->s));
-            chan_ended(c, k, -1, "was never started");
+            snprintf(k->why, sizeof k->why,
+                     "%s refused a channel (%s; workers + 2 are needed: raise sshd's MaxSessions, "
+                     "default 10)", c->alias, ssh_error_text(c->s));
+            never_started(c, k);
             return 1;
         }
         k->state = C_STARTING;
@@ -734,7 +743,7 @@ static int chan_open_step(ssh_conn *c, chan *k)
         return -1;
     if (rc != 0) {
         snprintf(k->why, sizeof k->why, "%s refused to run a command: %s", c->alias, ssh_error_text(c->s));
-        chan_ended(c, k, -1, "was never started");
+        never_started(c, k);
         return 1;
     }
     libssh2_channel_handle_extended_data2(k->ch, LIBSSH2_CHANNEL_EXTENDED_DATA_NORMAL);
@@ -995,6 +1004,15 @@ int ssh_conn_wait_exit(ssh_conn *c, int id, double deadline, char *how, size_t h
     }
     pthread_mutex_unlock(&c->lock);
     return -2;
+}
+
+int ssh_conn_ended(ssh_conn *c, int id)
+{
+    pthread_mutex_lock(&c->lock);
+    chan *k = find_chan(c, id);
+    int ended = !k || k->state == C_ENDED;
+    pthread_mutex_unlock(&c->lock);
+    return ended;
 }
 
 void ssh_conn_release(ssh_conn *c, int id)

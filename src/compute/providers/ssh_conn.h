@@ -68,6 +68,9 @@ int ssh_conn_header(ssh_conn *c, int id, double deadline, char *header, size_t h
  * ended yet. */
 int ssh_conn_wait_exit(ssh_conn *c, int id, double deadline, char *how, size_t howlen);
 
+/* 1 when channel id's command has ended (or never started). */
+int ssh_conn_ended(ssh_conn *c, int id);
+
 /* Forgets channel id: closes it if still open. */
 void ssh_conn_release(ssh_conn *c, int id);
 
