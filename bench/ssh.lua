@@ -7,6 +7,7 @@
 --                                           -- trivial call, p50 / p99 in µs
 --   skyrun bench/ssh.lua arg FILE REPS      -- first host: FILE's bytes as one string
 --                                           -- argument to a function returning #s
+--                                           -- (seconds and skyrun's CPU seconds per rep)
 -- The hosts and credentials come from the environment: BENCH_HOSTS (space
 -- separated), BENCH_KEY (identity file), BENCH_KNOWN_HOSTS.
 local sky = require "sky"
@@ -57,11 +58,12 @@ elseif mode == "arg" then
   local length = sky.fn(function(s) return #s end)
   assert((length("warm") >> pool) == 4)   -- the pool is up and the function known
   for rep = 1, reps do
-    local t0 = sky.now()
+    local t0, c0 = sky.now(), os.clock()
     local n = length(bytes) >> pool
-    local dt = sky.now() - t0
+    local dt, cpu = sky.now() - t0, os.clock() - c0   -- os.clock: this process's CPU, all threads
     assert(n == #bytes, "the function saw " .. tostring(n) .. " bytes")
-    print(("arg rep=%d bytes=%d seconds=%.4f mib_per_s=%.1f"):format(rep, #bytes, dt, #bytes / dt / 1048576))
+    print(("arg rep=%d bytes=%d seconds=%.4f mib_per_s=%.1f cpu_seconds=%.3f"):format(
+      rep, #bytes, dt, #bytes / dt / 1048576, cpu))
   end
 else
   error("usage: skyrun bench/ssh.lua bringup | rtt CALLS | arg FILE REPS")
