@@ -25,7 +25,7 @@ STEP_TIMEOUT=${BENCH_STEP_TIMEOUT_S:-120}
 
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DSKYRUN_TESTS=OFF > /dev/null
 cmake --build build-bench -j"$(nproc)" --target skyrun skyrun-worker > /dev/null
-cc -O2 -Wall -o build-bench/ssh_echo bench/ssh_echo.c
+cc -std=c11 -O2 -Wall -Wextra -o build-bench/ssh_echo bench/ssh_echo.c
 sky=$root/build-bench/skyrun
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/skyrun-bench-ssh.XXXXXX")

@@ -5,6 +5,7 @@
  * in microseconds. The first rounds (connection, login) are not counted.
  *   ssh_echo ROUNDS WARMUP COMMAND [ARG...]
  */
+#define _POSIX_C_SOURCE 200809L
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
