@@ -63,6 +63,8 @@ typedef struct worker {
     double started_at;
     int respawns;
     sky_buf in, out, scratch;
+    size_t out_off;             /* out[0, out_off) is written already: a big argument
+                                   drains without moving the rest after each write */
     sky_buf partial[3];         /* unfinished output line per stream (1, 2) */
     sky_buf diag;               /* unfinished stderr line */
     unsigned generation;        /* bumped at every spawn: frames of a lost process are dropped */

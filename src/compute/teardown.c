@@ -26,6 +26,7 @@ void pool_stop_workers(sky_pool *p)
         if (w->proc.to < 0)
             continue;
         sky_buf_reset(&w->out);
+        w->out_off = 0;
         wire_frame_append(&w->out, WIRE_BYE, NULL, 0);
         if (write(w->proc.to, w->out.data, w->out.len) < 0) {
             /* already gone: reaped below */

@@ -143,6 +143,7 @@ static void reset_worker_buffers(worker *w)
 {
     sky_buf_reset(&w->in);
     sky_buf_reset(&w->out);
+    w->out_off = 0;
     for (int s = 0; s < 3; s++)
         sky_buf_reset(&w->partial[s]);
     sky_buf_reset(&w->diag);
@@ -263,15 +264,27 @@ void pool_send_cancel(sky_pool *p, worker *w, sky_call *c)
 void pool_flush_writes(sky_pool *p, worker *w)
 {
     while (w->out.len && w->proc.to >= 0) {
-        ssize_t n = write(w->proc.to, w->out.data, w->out.len);
+        ssize_t n = write(w->proc.to, w->out.data + w->out_off, w->out.len - w->out_off);
         if (n > 0) {
-            sky_buf_consume(&w->out, (size_t)n);
+            w->out_off += (size_t)n;
             p->stats.bytes_sent += (uint64_t)n;
             w->last_sent = pool_now();
+            if (w->out_off == w->out.len) {
+                sky_buf_reset(&w->out);
+                w->out_off = 0;
+            }
             continue;
         }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            /* Written bytes are dropped from the front only now and then:
+             * moving a 64 MiB argument's rest after every 200 KiB the pipe
+             * takes was most of the host's CPU (docs/PERFORMANCE.md). */
+            if (w->out_off > (1u << 20) && w->out_off > w->out.len / 2) {
+                sky_buf_consume(&w->out, w->out_off);
+                w->out_off = 0;
+            }
             return;
+        }
         pool_lose_worker(p, w, "its input pipe broke", 0);
         return;
     }
