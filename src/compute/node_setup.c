@@ -1033,9 +1033,11 @@ static int mount_volumes_s3fs(sky_node_setup *s, size_t k, sky_provider *pr, sky
      * that check fails it unmounts and exits, and a listing that comes after
      * would read the bare mount point and succeed. So the mount table is
      * asked too, after the listing. */
+    /* (sh alone reads the mount table: a chroot may have no findmnt) */
     const char *ls[] = { "sh", "-c",
-                         "ls -A -- \"$1\" >/dev/null || exit 1; "
-                         "findmnt -n -t fuse.s3fs -M \"$1\" >/dev/null && exit 0; "
+                         "ls -A -- \"$1\" >/dev/null || exit 1; [ -r /proc/self/mountinfo ] || exit 0; "
+                         "while read -r _ _ _ _ mp rest; do [ \"$mp\" = \"$1\" ] || continue; "
+                         "case \"$rest\" in *' - fuse.s3fs '*) exit 0;; esac; done < /proc/self/mountinfo; "
                          "echo \"$1 is no longer mounted: s3fs exited after mounting\" >&2; exit 1",
                          "sh", v->mount, NULL };
     for (int i = 0; i < n; i++)
