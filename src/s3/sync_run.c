@@ -10,7 +10,6 @@
  * file's MD5 against a plain ETag, or its md5-of-md5s against a multipart
  * ETag for the part sizes that give the ETag's part count.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -29,7 +28,6 @@
 #include "util/encode.h"
 #include "util/interrupt.h"
 
-#define MAX_DIR_DEPTH 64
 #define TEMP_MARK ".skyrun-tmp-"
 
 /* One side of a sync: a local folder or a bucket and prefix. */
@@ -97,48 +95,14 @@ static void side_key(side *s, const char *rel, sky_buf *out)
 
 /* ---- listing ---- */
 
-static int walk_local(side *s, const char *dir, sky_buf *rel, int depth, s3_error *err)
+static int add_file(void *ud, const char *path, const char *rel, const struct stat *sb)
 {
-    if (depth > MAX_DIR_DEPTH) {
-        s3_error_local(err, "sync", NULL, NULL, "%s: folders nested too deep", dir);
-        return -1;
-    }
-    DIR *d = opendir(dir);
-    if (!d) {
-        s3_error_local(err, "sync", NULL, NULL, "cannot read the folder %s: %s", dir, strerror(errno));
-        return -1;
-    }
-    int rc = -1;
-    size_t rel_len = rel->len;
-    sky_buf child = SKY_BUF_INIT;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 || strstr(e->d_name, TEMP_MARK))
-            continue;   /* a download in progress (or one killed outright) is nobody's file */
-        sky_buf_reset(&child);
-        sky_buf_printf(&child, "%s/%s", dir, e->d_name);
-        rel->len = rel_len;
-        sky_buf_append_str(rel, e->d_name);
-        struct stat lsb, sb;
-        if (lstat(sky_buf_cstr(&child), &lsb) != 0 || stat(sky_buf_cstr(&child), &sb) != 0)
-            continue;   /* vanished, or a dangling link */
-        if (S_ISDIR(sb.st_mode)) {
-            if (S_ISLNK(lsb.st_mode))
-                continue;   /* links to folders are not followed (as uploads): no loops */
-            sky_buf_append_byte(rel, '/');
-            if (walk_local(s, sky_buf_cstr(&child), rel, depth + 1, err) != 0)
-                goto done;
-        } else if (S_ISREG(sb.st_mode)) {
-            s3_sync_listing_add(&s->listing, sky_buf_cstr(rel), (uint64_t)sb.st_size,
-                                (long long)sb.st_mtim.tv_sec, NULL);
-        }
-    }
-    rc = 0;
-done:
-    rel->len = rel_len;
-    sky_buf_free(&child);
-    closedir(d);
-    return rc;
+    side *s = ud;
+    const char *name = strrchr(rel, '/');
+    if (strstr(name ? name + 1 : rel, TEMP_MARK))
+        return 0;   /* a download in progress (or one killed outright) is nobody's file */
+    s3_sync_listing_add(&s->listing, rel, (uint64_t)sb->st_size, (long long)sb->st_mtim.tv_sec, NULL);
+    return 0;
 }
 
 typedef struct s3_walk {
@@ -185,10 +149,12 @@ static int side_list(s3_client *c, side *s, int is_source, int keys_become_paths
         s3_error_local(err, "sync", NULL, NULL, "%s is not a folder", dir);
         return -1;
     }
-    sky_buf rel = SKY_BUF_INIT;
-    int rc = walk_local(s, dir, &rel, 0, err);
-    sky_buf_free(&rel);
-    return rc;
+    char why[512];
+    if (s3_walk_files(dir, add_file, s, why, sizeof why) != 0) {
+        s3_error_local(err, "sync", NULL, NULL, "%s", why);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- checksum mode ---- */
