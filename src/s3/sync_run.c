@@ -1,14 +1,18 @@
 /*
  * sync_run: `s3_sync` (client.h) — lists both sides, asks the planner
- * (sync.h) what to do, and does it with the client's transfer functions:
- * s3_upload_file (one PUT or an aborted-on-failure multipart upload),
- * s3_download_object_at (temp file, verified, given the object's
- * LastModified, renamed into place), s3_copy_object, deletes. Each transfer
- * runs its parts or ranges in parallel through batch.c; files go one after
- * another, and the first failure stops the run (what was done stays, as
- * with folder uploads). Also the checksum mode's content test: a local
- * file's MD5 against a plain ETag, or its md5-of-md5s against a multipart
- * ETag for the part sizes that give the ETag's part count.
+ * (sync.h) what to do, and does it with the client's transfer machinery.
+ * Copies that are one request each (a file or object up to the part size:
+ * one PUT with Content-MD5, one GET into a temp file verified against the
+ * ETag, given the object's LastModified and renamed into place; any
+ * CopyObject) run together in one batch (batch.c: `parallel` in flight,
+ * retries per request, everything in flight cancelled at the first failure
+ * or interrupt); larger ones follow one by one through s3_upload_file /
+ * s3_download_object_at, each in parallel parts or ranges. Deletes come
+ * last, when every copy succeeded: objects with batched DeleteObjects,
+ * files with unlink. What was done before a failure stays. Also the
+ * checksum mode's content test: a local file's MD5 against a plain ETag,
+ * or its md5-of-md5s against a multipart ETag for the part sizes that give
+ * the ETag's part count.
  */
 #include <errno.h>
 #include <fcntl.h>
