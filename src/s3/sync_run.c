@@ -199,36 +199,39 @@ static int file_etag(const char *path, uint64_t size, uint64_t part_size, char *
     return rc;
 }
 
+int s3_file_matches_etag(const char *path, uint64_t size, const char *etag, uint64_t part_size,
+                         char *why, size_t whylen)
+{
+    char mine[64];
+    uint64_t parts = 0;
+    if (!s3_etag_multipart_parts(etag, &parts)) {
+        if (strlen(etag) != 32 || strspn(etag, "0123456789abcdefABCDEF") != 32)
+            return -1;   /* an ETag that is no MD5 (SSE-KMS, SSE-C): cannot tell */
+        if (file_etag(path, size, 0, mine, why, whylen) != 0)
+            return -2;
+        return strcasecmp(mine, etag) == 0;
+    }
+    /* A multipart ETag: try the part sizes that skyrun (part_size) and
+     * aws-cli (8 MiB) would have used, when they give its part count. */
+    uint64_t sizes[2] = { s3_multipart_part_size(size, part_size ? part_size : S3_DEFAULT_PART_SIZE),
+                          s3_multipart_part_size(size, S3_DEFAULT_PART_SIZE) };
+    for (int i = 0; i < 2; i++) {
+        if ((i == 1 && sizes[1] == sizes[0]) || s3_multipart_part_count(size, sizes[i]) != parts)
+            continue;
+        if (file_etag(path, size, sizes[i], mine, why, whylen) != 0)
+            return -2;
+        if (strcasecmp(mine, etag) == 0)
+            return 1;
+    }
+    return -1;
+}
+
 static int content_same(void *ud, const s3_sync_entry *local, const char *etag, char *why, size_t whylen)
 {
     content_check *cc = ud;
     sky_buf path = SKY_BUF_INIT;
-    char mine[64];
-    uint64_t parts = 0;
-    int verdict = -1;
     side_name(cc->local, local->path, &path);
-    if (!s3_etag_multipart_parts(etag, &parts)) {
-        if (strlen(etag) == 32 && strspn(etag, "0123456789abcdefABCDEF") == 32) {
-            verdict = file_etag(sky_buf_cstr(&path), local->size, 0, mine, why, whylen) != 0
-                          ? -2 : strcasecmp(mine, etag) == 0;
-        }
-        goto done;   /* an ETag that is no MD5 (SSE-KMS, SSE-C): cannot tell */
-    }
-    /* A multipart ETag: try the part sizes that skyrun (the client's) and
-     * aws-cli (8 MiB) would have used, when they give its part count. */
-    uint64_t sizes[2] = { s3_multipart_part_size(local->size, cc->c->part_size),
-                          s3_multipart_part_size(local->size, S3_DEFAULT_PART_SIZE) };
-    for (int i = 0; i < 2 && verdict != 1; i++) {
-        if ((i == 1 && sizes[1] == sizes[0]) || s3_multipart_part_count(local->size, sizes[i]) != parts)
-            continue;
-        if (file_etag(sky_buf_cstr(&path), local->size, sizes[i], mine, why, whylen) != 0) {
-            verdict = -2;
-            break;
-        }
-        if (strcasecmp(mine, etag) == 0)
-            verdict = 1;
-    }
-done:
+    int verdict = s3_file_matches_etag(sky_buf_cstr(&path), local->size, etag, cc->c->part_size, why, whylen);
     sky_buf_free(&path);
     return verdict;
 }

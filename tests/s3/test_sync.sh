@@ -212,7 +212,15 @@ test_a_failure_names_the_object_and_keeps_what_was_done() {
   expect_exit 1 sky_s3 sync "$WORK/ff/a-first.txt" "s3://$b/z"
   expect_in "$WORK/err" "a-first.txt is not a folder"
   expect_exit 2 sky_s3 sync "$WORK/ff" "$WORK/elsewhere"
+  expect_in "$WORK/err" "one of SRC and DST must be an s3:// URL"
   expect_exit 2 sky_s3 cp --delete "$WORK/ff/a-first.txt" "s3://$b/z"
+  expect_in "$WORK/err" "are for sync and mv"
+  expect_exit 2 sky_s3 sync -r "$WORK/ff" "s3://$b/z"
+  expect_exit 2 sky_s3 sync "$WORK/ff" "s3://$b/z" --exclude
+  expect_in "$WORK/err" "--exclude needs a value"
+  expect_exit 0 sky_s3 --help
+  expect_in "$WORK/out" "sync SRC DST [--delete] [--dryrun] [--exclude GLOB] [--include GLOB] [--checksum]"
+  expect_in "$WORK/out" "mv [-r] SRC DST"
 }
 
 # `skyrun s3 sync` through the proxy in the background with SIGINT at its
@@ -286,6 +294,6 @@ test_case "Ctrl-C during a download sync exits 130 and leaves only whole files, 
   test_interrupted_download_sync_leaves_whole_files_only
 test_case "Ctrl-C during an upload sync exits 130, aborts the multipart upload, leaves no object" \
   test_interrupted_upload_sync_aborts_its_multipart_upload
-test_case "a failed sync names the object, keeps what was done, and stops" \
+test_case "a failed sync names the object, keeps what was done, and stops; usage errors exit 2" \
   test_a_failure_names_the_object_and_keeps_what_was_done
 finish
