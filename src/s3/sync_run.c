@@ -617,6 +617,15 @@ int s3_sync(s3_client *c, const s3_sync_request *req, s3_sync_summary *sum, s3_e
         s3_error_local(err, "sync", NULL, NULL, "one of %s and %s must be an s3:// URL", req->src, req->dst);
         goto done;
     }
+    if (req->move && src.is_s3 && dst.is_s3 && strcmp(src.bucket, dst.bucket) == 0) {
+        const char *sp = sky_buf_cstr(&src.prefix), *dp = sky_buf_cstr(&dst.prefix);
+        if (strncmp(sp, dp, strlen(sp)) == 0 || strncmp(sp, dp, strlen(dp)) == 0) {
+            /* Objects would land on themselves (then be deleted as sources) or be moved twice. */
+            s3_error_local(err, "mv", NULL, NULL, "cannot move s3://%s/%s to s3://%s/%s: one contains the other",
+                           src.bucket, sp, dst.bucket, dp);
+            goto done;
+        }
+    }
     if (side_list(c, &src, 1, !dst.is_s3, err) != 0 || side_list(c, &dst, 0, 0, err) != 0)
         goto done;
     content_check cc = { c, src.is_s3 ? &dst : &src };

@@ -188,6 +188,12 @@ test_mv() {
   [ "$(find "$WORK/mvtree" -type f)" = "$WORK/mvtree/d/x.log" ] || fail "left: $(find "$WORK/mvtree" -type f)"
   expect_exit 2 sky_s3 mv "$WORK/mvtree" "s3://$b/x"
   expect_in "$WORK/err" "use mv -r"
+  # Moving onto itself would delete what it copied: refused, nothing touched.
+  expect_exit 2 sky_s3 mv "s3://$b/tree/a.txt" "s3://$b/tree/"
+  expect_in "$WORK/err" "is its own destination"
+  expect_exit 1 sky_s3 mv -r "s3://$b/tree" "s3://$b/tree/sub"
+  expect_in "$WORK/err" "one contains the other"
+  [ "$(keys_of "$b" | tr '\n' ' ')" = "tree/a.txt tree/d/b.txt tree/d/e/c.bin " ] || fail "keys: $(keys_of "$b")"
 }
 
 test_a_failure_names_the_object_and_keeps_what_was_done() {
