@@ -422,6 +422,10 @@ static int run_mv_one(s3_client *c, const s3_cli *cli)
             s3_target_file(sk, dst, &to);
     }
     const char *target = sky_buf_cstr(&to);
+    if (src_s3 && dst_s3 && strcmp(sb, db) == 0 && strcmp(sk, target) == 0) {
+        rc = usage_error("mv: %s is its own destination", src);
+        goto done;
+    }
     int failed = 0;
     if (!cli->dryrun) {
         if (!src_s3)

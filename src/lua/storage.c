@@ -19,6 +19,7 @@
 #include "s3/credentials.h"
 #include "s3/multipart.h"
 #include "s3/presets.h"
+#include "util/alloc.h"
 #include "util/interrupt.h"
 #include "util/log.h"
 
@@ -343,26 +344,40 @@ static s3_sync_filter *sync_filters(lua_State *L, int opts, size_t *n)
     return f;
 }
 
-typedef struct sync_report_state {
-    lua_State *L;
-    int actions;         /* stack index of the actions list */
-    lua_Integer n;
-} sync_report_state;
+/* The actions a sync reports, kept in C while it runs: the report comes
+ * from inside the transfer loop, where a Lua error (out of memory) must
+ * not unwind; they become Lua tables once s3_sync has returned. */
+typedef struct sync_action_list {
+    char **lines;        /* op, from, to (NULL for deletes) per action */
+    size_t n, cap;
+} sync_action_list;
 
 static void sync_report(void *ud, const char *op, const char *from, const char *to)
 {
-    sync_report_state *st = ud;
-    lua_State *L = st->L;
-    lua_createtable(L, 0, 3);
-    lua_pushstring(L, op);
-    lua_setfield(L, -2, "op");
-    lua_pushstring(L, from);
-    lua_setfield(L, -2, "from");
-    if (to) {
-        lua_pushstring(L, to);
-        lua_setfield(L, -2, "to");
+    sync_action_list *l = ud;
+    if (l->n + 3 > l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 48;
+        l->lines = sky_xrealloc(l->lines, l->cap * sizeof *l->lines);
     }
-    lua_rawseti(L, st->actions, ++st->n);
+    l->lines[l->n++] = sky_xstrdup(op);
+    l->lines[l->n++] = sky_xstrdup(from);
+    l->lines[l->n++] = to ? sky_xstrdup(to) : NULL;
+}
+
+static void sync_actions_free(sync_action_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->lines[i]);
+    free(l->lines);
+    l->lines = NULL;
+    l->n = l->cap = 0;
+}
+
+/* __gc of the userdata that holds the list: freed however the call ends. */
+static int sync_actions_gc(lua_State *L)
+{
+    sync_actions_free(lua_touserdata(L, 1));
+    return 0;
 }
 
 /* sync(src, dst [, {delete=, dryrun=, checksum=, exclude={…}, include={…},
@@ -382,10 +397,13 @@ static int storage_sync_or_mv(lua_State *L, int move)
     s3_sync_request req = { src, dst, filters, nfilters, move ? 0 : opt_field_bool(L, 4, "delete", 0),
                             opt_field_bool(L, 4, "dryrun", 0), move ? 0 : opt_field_bool(L, 4, "checksum", 0),
                             move, sync_report, NULL };
-    lua_newtable(L);   /* stack 6: the actions */
-    luaL_checkstack(L, 8, "sync");
-    sync_report_state st = { L, 6, 0 };
-    req.report_ud = &st;
+    sync_action_list *actions = lua_newuserdatauv(L, sizeof *actions, 0);   /* stack 6 */
+    memset(actions, 0, sizeof *actions);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, sync_actions_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    req.report_ud = actions;
     s3_sync_summary sum;
     s3_error err;
     sky_interrupt_scope_begin();   /* Ctrl-C reaches the transfers under stock lua5.4 too */
@@ -404,8 +422,21 @@ static int storage_sync_or_mv(lua_State *L, int move)
     lua_setfield(L, -2, "excluded");
     lua_pushinteger(L, (lua_Integer)sum.bytes);
     lua_setfield(L, -2, "bytes");
-    lua_pushvalue(L, 6);
+    lua_createtable(L, (int)(actions->n / 3), 0);
+    for (size_t i = 0; i + 2 < actions->n; i += 3) {
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, actions->lines[i]);
+        lua_setfield(L, -2, "op");
+        lua_pushstring(L, actions->lines[i + 1]);
+        lua_setfield(L, -2, "from");
+        if (actions->lines[i + 2]) {
+            lua_pushstring(L, actions->lines[i + 2]);
+            lua_setfield(L, -2, "to");
+        }
+        lua_rawseti(L, -2, (lua_Integer)(i / 3 + 1));
+    }
     lua_setfield(L, -2, "actions");
+    sync_actions_free(actions);
     return 1;
 }
 

@@ -192,6 +192,15 @@ typedef struct s3_sync_summary {
  * object, and what was done before it stays. sum may be NULL. */
 int s3_sync(s3_client *c, const s3_sync_request *req, s3_sync_summary *sum, s3_error *err);
 
+/* Sync's checksum test: does the file at path (size bytes) hold what etag
+ * stands for? A plain ETag is compared with the file's MD5; a multipart one
+ * ("md5-of-md5s-N") with the file's md5-of-md5s for parts of part_size
+ * (grown as uploads grow it) and of aws-cli's 8 MiB, when they make N parts.
+ * 1 yes, 0 no, -1 cannot tell (no MD5 ETag, unknown part size), -2 the file
+ * cannot be read (why filled). */
+int s3_file_matches_etag(const char *path, uint64_t size, const char *etag, uint64_t part_size,
+                         char *why, size_t whylen);
+
 /* The settings in use (endpoint, region, …), for messages and presets. */
 const s3_settings *s3_client_settings(const s3_client *c);
 

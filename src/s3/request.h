@@ -169,6 +169,15 @@ void s3_base64(const unsigned char *in, size_t n, char *out, size_t cap);
 void *s3_transfer_calloc(size_t n, size_t size, const char *op, const char *bucket,
                          const char *key, s3_error *err);
 
+/* Calls fn for every regular file below dir (transfer_upload.c): path is
+ * "dir/rel", rel the path below dir ('/'-separated). Links to files are
+ * followed, links to folders are not (no loops); entries that vanish are
+ * skipped; at most 64 levels. fn returns 0 to go on, anything else to stop
+ * (then returned). -1 with why when a folder cannot be read. */
+struct stat;
+typedef int (*s3_file_fn)(void *ud, const char *path, const char *rel, const struct stat *sb);
+int s3_walk_files(const char *dir, s3_file_fn fn, void *ud, char *why, size_t whylen);
+
 /* CopyObject (client.c): the request copying src to dst, with the header
  * value built in source and the answer going to resp (both must outlive
  * r); then, after a 2xx, the answer's verdict (0, or -1 with err: S3 can

@@ -1,16 +1,19 @@
 /*
  * sync_run: `s3_sync` (client.h) — lists both sides, asks the planner
- * (sync.h) what to do, and does it with the client's transfer functions:
- * s3_upload_file (one PUT or an aborted-on-failure multipart upload),
- * s3_download_object_at (temp file, verified, given the object's
- * LastModified, renamed into place), s3_copy_object, deletes. Each transfer
- * runs its parts or ranges in parallel through batch.c; files go one after
- * another, and the first failure stops the run (what was done stays, as
- * with folder uploads). Also the checksum mode's content test: a local
- * file's MD5 against a plain ETag, or its md5-of-md5s against a multipart
- * ETag for the part sizes that give the ETag's part count.
+ * (sync.h) what to do, and does it with the client's transfer machinery.
+ * Copies that are one request each (a file or object up to the part size:
+ * one PUT with Content-MD5, one GET into a temp file verified against the
+ * ETag, given the object's LastModified and renamed into place; any
+ * CopyObject) run together in one batch (batch.c: `parallel` in flight,
+ * retries per request, everything in flight cancelled at the first failure
+ * or interrupt); larger ones follow one by one through s3_upload_file /
+ * s3_download_object_at, each in parallel parts or ranges. Deletes come
+ * last, when every copy succeeded: objects with batched DeleteObjects,
+ * files with unlink. What was done before a failure stays. Also the
+ * checksum mode's content test: a local file's MD5 against a plain ETag,
+ * or its md5-of-md5s against a multipart ETag for the part sizes that give
+ * the ETag's part count.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -29,7 +32,6 @@
 #include "util/encode.h"
 #include "util/interrupt.h"
 
-#define MAX_DIR_DEPTH 64
 #define TEMP_MARK ".skyrun-tmp-"
 
 /* One side of a sync: a local folder or a bucket and prefix. */
@@ -97,48 +99,14 @@ static void side_key(side *s, const char *rel, sky_buf *out)
 
 /* ---- listing ---- */
 
-static int walk_local(side *s, const char *dir, sky_buf *rel, int depth, s3_error *err)
+static int add_file(void *ud, const char *path, const char *rel, const struct stat *sb)
 {
-    if (depth > MAX_DIR_DEPTH) {
-        s3_error_local(err, "sync", NULL, NULL, "%s: folders nested too deep", dir);
-        return -1;
-    }
-    DIR *d = opendir(dir);
-    if (!d) {
-        s3_error_local(err, "sync", NULL, NULL, "cannot read the folder %s: %s", dir, strerror(errno));
-        return -1;
-    }
-    int rc = -1;
-    size_t rel_len = rel->len;
-    sky_buf child = SKY_BUF_INIT;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 || strstr(e->d_name, TEMP_MARK))
-            continue;   /* a download in progress (or one killed outright) is nobody's file */
-        sky_buf_reset(&child);
-        sky_buf_printf(&child, "%s/%s", dir, e->d_name);
-        rel->len = rel_len;
-        sky_buf_append_str(rel, e->d_name);
-        struct stat lsb, sb;
-        if (lstat(sky_buf_cstr(&child), &lsb) != 0 || stat(sky_buf_cstr(&child), &sb) != 0)
-            continue;   /* vanished, or a dangling link */
-        if (S_ISDIR(sb.st_mode)) {
-            if (S_ISLNK(lsb.st_mode))
-                continue;   /* links to folders are not followed (as uploads): no loops */
-            sky_buf_append_byte(rel, '/');
-            if (walk_local(s, sky_buf_cstr(&child), rel, depth + 1, err) != 0)
-                goto done;
-        } else if (S_ISREG(sb.st_mode)) {
-            s3_sync_listing_add(&s->listing, sky_buf_cstr(rel), (uint64_t)sb.st_size,
-                                (long long)sb.st_mtim.tv_sec, NULL);
-        }
-    }
-    rc = 0;
-done:
-    rel->len = rel_len;
-    sky_buf_free(&child);
-    closedir(d);
-    return rc;
+    side *s = ud;
+    const char *name = strrchr(rel, '/');
+    if (strstr(name ? name + 1 : rel, TEMP_MARK))
+        return 0;   /* a download in progress (or one killed outright) is nobody's file */
+    s3_sync_listing_add(&s->listing, rel, (uint64_t)sb->st_size, (long long)sb->st_mtim.tv_sec, NULL);
+    return 0;
 }
 
 typedef struct s3_walk {
@@ -185,10 +153,12 @@ static int side_list(s3_client *c, side *s, int is_source, int keys_become_paths
         s3_error_local(err, "sync", NULL, NULL, "%s is not a folder", dir);
         return -1;
     }
-    sky_buf rel = SKY_BUF_INIT;
-    int rc = walk_local(s, dir, &rel, 0, err);
-    sky_buf_free(&rel);
-    return rc;
+    char why[512];
+    if (s3_walk_files(dir, add_file, s, why, sizeof why) != 0) {
+        s3_error_local(err, "sync", NULL, NULL, "%s", why);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- checksum mode ---- */
@@ -229,36 +199,39 @@ static int file_etag(const char *path, uint64_t size, uint64_t part_size, char *
     return rc;
 }
 
+int s3_file_matches_etag(const char *path, uint64_t size, const char *etag, uint64_t part_size,
+                         char *why, size_t whylen)
+{
+    char mine[64];
+    uint64_t parts = 0;
+    if (!s3_etag_multipart_parts(etag, &parts)) {
+        if (strlen(etag) != 32 || strspn(etag, "0123456789abcdefABCDEF") != 32)
+            return -1;   /* an ETag that is no MD5 (SSE-KMS, SSE-C): cannot tell */
+        if (file_etag(path, size, 0, mine, why, whylen) != 0)
+            return -2;
+        return strcasecmp(mine, etag) == 0;
+    }
+    /* A multipart ETag: try the part sizes that skyrun (part_size) and
+     * aws-cli (8 MiB) would have used, when they give its part count. */
+    uint64_t sizes[2] = { s3_multipart_part_size(size, part_size ? part_size : S3_DEFAULT_PART_SIZE),
+                          s3_multipart_part_size(size, S3_DEFAULT_PART_SIZE) };
+    for (int i = 0; i < 2; i++) {
+        if ((i == 1 && sizes[1] == sizes[0]) || s3_multipart_part_count(size, sizes[i]) != parts)
+            continue;
+        if (file_etag(path, size, sizes[i], mine, why, whylen) != 0)
+            return -2;
+        if (strcasecmp(mine, etag) == 0)
+            return 1;
+    }
+    return -1;
+}
+
 static int content_same(void *ud, const s3_sync_entry *local, const char *etag, char *why, size_t whylen)
 {
     content_check *cc = ud;
     sky_buf path = SKY_BUF_INIT;
-    char mine[64];
-    uint64_t parts = 0;
-    int verdict = -1;
     side_name(cc->local, local->path, &path);
-    if (!s3_etag_multipart_parts(etag, &parts)) {
-        if (strlen(etag) == 32 && strspn(etag, "0123456789abcdefABCDEF") == 32) {
-            verdict = file_etag(sky_buf_cstr(&path), local->size, 0, mine, why, whylen) != 0
-                          ? -2 : strcasecmp(mine, etag) == 0;
-        }
-        goto done;   /* an ETag that is no MD5 (SSE-KMS, SSE-C): cannot tell */
-    }
-    /* A multipart ETag: try the part sizes that skyrun (the client's) and
-     * aws-cli (8 MiB) would have used, when they give its part count. */
-    uint64_t sizes[2] = { s3_multipart_part_size(local->size, cc->c->part_size),
-                          s3_multipart_part_size(local->size, S3_DEFAULT_PART_SIZE) };
-    for (int i = 0; i < 2 && verdict != 1; i++) {
-        if ((i == 1 && sizes[1] == sizes[0]) || s3_multipart_part_count(local->size, sizes[i]) != parts)
-            continue;
-        if (file_etag(sky_buf_cstr(&path), local->size, sizes[i], mine, why, whylen) != 0) {
-            verdict = -2;
-            break;
-        }
-        if (strcasecmp(mine, etag) == 0)
-            verdict = 1;
-    }
-done:
+    int verdict = s3_file_matches_etag(sky_buf_cstr(&path), local->size, etag, cc->c->part_size, why, whylen);
     sky_buf_free(&path);
     return verdict;
 }
@@ -643,6 +616,15 @@ int s3_sync(s3_client *c, const s3_sync_request *req, s3_sync_summary *sum, s3_e
     if (!src.is_s3 && !dst.is_s3) {
         s3_error_local(err, "sync", NULL, NULL, "one of %s and %s must be an s3:// URL", req->src, req->dst);
         goto done;
+    }
+    if (req->move && src.is_s3 && dst.is_s3 && strcmp(src.bucket, dst.bucket) == 0) {
+        const char *sp = sky_buf_cstr(&src.prefix), *dp = sky_buf_cstr(&dst.prefix);
+        if (strncmp(sp, dp, strlen(sp)) == 0 || strncmp(sp, dp, strlen(dp)) == 0) {
+            /* Objects would land on themselves (then be deleted as sources) or be moved twice. */
+            s3_error_local(err, "mv", NULL, NULL, "cannot move s3://%s/%s to s3://%s/%s: one contains the other",
+                           src.bucket, sp, dst.bucket, dp);
+            goto done;
+        }
     }
     if (side_list(c, &src, 1, !dst.is_s3, err) != 0 || side_list(c, &dst, 0, 0, err) != 0)
         goto done;

@@ -293,58 +293,82 @@ done:
 
 /* ---- directories ---- */
 
-typedef struct dir_walk {
-    s3_client *c;
-    const char *bucket;
-    const char *content_type;
-    size_t count;
-    s3_error *err;
-} dir_walk;
+typedef struct file_walk {
+    s3_file_fn fn;
+    void *ud;
+    sky_buf rel;
+    char *why;
+    size_t whylen;
+} file_walk;
 
-static int walk_dir(dir_walk *w, const char *dir, sky_buf *key, int depth)
+static int walk_dir(file_walk *w, const char *dir, int depth)
 {
-    int rc = -1;
     if (depth > MAX_DIR_DEPTH) {
-        s3_error_local(w->err, "upload", w->bucket, sky_buf_cstr(key), "%s: directories nested too deep", dir);
+        snprintf(w->why, w->whylen, "%s: directories nested too deep", dir);
         return -1;
     }
     DIR *d = opendir(dir);
     if (!d) {
-        s3_error_local(w->err, "upload", w->bucket, sky_buf_cstr(key), "cannot open %s: %s", dir, strerror(errno));
+        snprintf(w->why, w->whylen, "cannot open %s: %s", dir, strerror(errno));
         return -1;
     }
-    size_t key_len = key->len;
+    int rc = 0;
+    size_t rel_len = w->rel.len;
     sky_buf child = SKY_BUF_INIT;
     struct dirent *e;
-    while ((e = readdir(d))) {
+    while (rc == 0 && (e = readdir(d))) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
         sky_buf_reset(&child);
         sky_buf_printf(&child, "%s/%s", dir, e->d_name);
-        key->len = key_len;
-        sky_buf_append_str(key, e->d_name);
+        w->rel.len = rel_len;
+        sky_buf_append_str(&w->rel, e->d_name);
         struct stat lsb, sb;
         if (lstat(sky_buf_cstr(&child), &lsb) != 0 || stat(sky_buf_cstr(&child), &sb) != 0)
-            continue;   /* vanished, or a dangling link: nothing to upload */
+            continue;   /* vanished, or a dangling link: nothing to copy */
         if (S_ISDIR(sb.st_mode)) {
             if (S_ISLNK(lsb.st_mode))
                 continue;   /* links to directories are not followed: no loops */
-            sky_buf_append_byte(key, '/');
-            if (walk_dir(w, sky_buf_cstr(&child), key, depth + 1) != 0)
-                goto done;
+            sky_buf_append_byte(&w->rel, '/');
+            rc = walk_dir(w, sky_buf_cstr(&child), depth + 1);
         } else if (S_ISREG(sb.st_mode)) {
-            if (s3_upload_file(w->c, w->bucket, sky_buf_cstr(key), sky_buf_cstr(&child),
-                               w->content_type, w->err) != 0)
-                goto done;
-            w->count++;
+            rc = w->fn(w->ud, sky_buf_cstr(&child), sky_buf_cstr(&w->rel), &sb);
         }
     }
-    rc = 0;
-done:
-    key->len = key_len;
+    w->rel.len = rel_len;
     sky_buf_free(&child);
     closedir(d);
     return rc;
+}
+
+int s3_walk_files(const char *dir, s3_file_fn fn, void *ud, char *why, size_t whylen)
+{
+    file_walk w = { fn, ud, SKY_BUF_INIT, why, whylen };
+    int rc = walk_dir(&w, dir, 0);
+    sky_buf_free(&w.rel);
+    return rc;
+}
+
+typedef struct dir_upload {
+    s3_client *c;
+    const char *bucket;
+    const char *content_type;
+    sky_buf *prefix;
+    size_t count;
+    s3_error *err;
+} dir_upload;
+
+static int upload_walked(void *ud, const char *path, const char *rel, const struct stat *sb)
+{
+    dir_upload *u = ud;
+    size_t prefix_len = u->prefix->len;
+    sky_buf_append_str(u->prefix, rel);
+    int rc = s3_upload_file(u->c, u->bucket, sky_buf_cstr(u->prefix), path, u->content_type, u->err);
+    u->prefix->len = prefix_len;
+    if (rc != 0)
+        return 1;
+    u->count++;
+    return 0;
 }
 
 int s3_upload_path(s3_client *c, const char *bucket, const char *key, const char *path,
@@ -377,12 +401,15 @@ int s3_upload_path(s3_client *c, const char *bucket, const char *key, const char
         sky_buf_append(&target, name, n);
         sky_buf_append_byte(&target, '/');
     }
-    dir_walk w = { c, bucket, content_type, 0, err };
+    dir_upload w = { c, bucket, content_type, &target, 0, err };
     size_t plen = strlen(path);
     while (plen > 1 && path[plen - 1] == '/')
         plen--;
     char *dir = sky_xstrndup(path, plen);
-    rc = walk_dir(&w, dir, &target, 0);   /* target is the prefix again after */
+    char why[512];
+    rc = s3_walk_files(dir, upload_walked, &w, why, sizeof why);   /* target is the prefix again after */
+    if (rc < 0)
+        s3_error_local(err, "upload", bucket, sky_buf_cstr(&target), "%s", why);
     if (rc != 0 && w.count > 0)
         /* Uploaded files are complete objects and stay (see docs/STORAGE.md). */
         s3_error_note(err, "%zu file%s uploaded before the failure %s kept", w.count,

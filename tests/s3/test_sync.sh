@@ -188,6 +188,12 @@ test_mv() {
   [ "$(find "$WORK/mvtree" -type f)" = "$WORK/mvtree/d/x.log" ] || fail "left: $(find "$WORK/mvtree" -type f)"
   expect_exit 2 sky_s3 mv "$WORK/mvtree" "s3://$b/x"
   expect_in "$WORK/err" "use mv -r"
+  # Moving onto itself would delete what it copied: refused, nothing touched.
+  expect_exit 2 sky_s3 mv "s3://$b/tree/a.txt" "s3://$b/tree/"
+  expect_in "$WORK/err" "is its own destination"
+  expect_exit 1 sky_s3 mv -r "s3://$b/tree" "s3://$b/tree/sub"
+  expect_in "$WORK/err" "one contains the other"
+  [ "$(keys_of "$b" | tr '\n' ' ')" = "tree/a.txt tree/d/b.txt tree/d/e/c.bin " ] || fail "keys: $(keys_of "$b")"
 }
 
 test_a_failure_names_the_object_and_keeps_what_was_done() {
@@ -212,7 +218,67 @@ test_a_failure_names_the_object_and_keeps_what_was_done() {
   expect_exit 1 sky_s3 sync "$WORK/ff/a-first.txt" "s3://$b/z"
   expect_in "$WORK/err" "a-first.txt is not a folder"
   expect_exit 2 sky_s3 sync "$WORK/ff" "$WORK/elsewhere"
+  expect_in "$WORK/err" "one of SRC and DST must be an s3:// URL"
   expect_exit 2 sky_s3 cp --delete "$WORK/ff/a-first.txt" "s3://$b/z"
+  expect_in "$WORK/err" "are for sync and mv"
+  expect_exit 2 sky_s3 sync -r "$WORK/ff" "s3://$b/z"
+  expect_exit 2 sky_s3 sync "$WORK/ff" "s3://$b/z" --exclude
+  expect_in "$WORK/err" "--exclude needs a value"
+  expect_exit 0 sky_s3 --help
+  expect_in "$WORK/out" "sync SRC DST [--delete] [--dryrun] [--exclude GLOB] [--include GLOB] [--checksum]"
+  expect_in "$WORK/out" "mv [-r] SRC DST"
+}
+
+# `skyrun s3 sync` through the proxy in the background with SIGINT at its
+# default disposition (bash starts background jobs with SIGINT ignored); then
+# SIGINT, a bounded wait, and SYNC_STATUS.
+start_sync() {
+  AWS_ENDPOINT_URL=$PROXY_ENDPOINT env --default-signal=INT "$SKYRUN" s3 sync "$@" >"$WORK/out" 2>"$WORK/err" &
+  SYNC_PID=$!
+}
+interrupt_sync() {
+  local deadline=$((SECONDS + 30))
+  kill -INT "$SYNC_PID"
+  while kill -0 "$SYNC_PID" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+  if kill -0 "$SYNC_PID" 2>/dev/null; then
+    kill -KILL "$SYNC_PID" 2>/dev/null || true
+    wait "$SYNC_PID" 2>/dev/null || true
+    fail "skyrun s3 sync did not stop within 30 s of SIGINT"
+  fi
+  SYNC_STATUS=0
+  wait "$SYNC_PID" || SYNC_STATUS=$?
+}
+proxy_saw() { grep -q -- "$1" "$PROXY_LOG" 2>/dev/null; }
+temp_file_in() { [ -n "$(find "$1" -name '*.skyrun-tmp-*' -print -quit 2>/dev/null)" ]; }
+
+test_interrupted_download_sync_leaves_whole_files_only() {
+  local b i; b=$(fresh_bucket sync-int-down)
+  mkdir -p "$WORK/many"
+  for i in 1 2 3 4 5 6; do random_file "$WORK/many/f$i.bin" $((3 * MiB)); done
+  awss3 s3 cp --recursive --only-show-errors "$WORK/many" "s3://$b/m/"
+  start_proxy --delay-ms 100                     # 64 KiB per 100 ms per connection
+  start_sync "s3://$b/m" "$WORK/many-down"
+  wait_for 60 temp_file_in "$WORK/many-down"     # bodies are arriving in temp files
+  interrupt_sync
+  [ "$SYNC_STATUS" = 130 ] || fail "exit status $SYNC_STATUS after SIGINT, expected 130: $(cat "$WORK/err")"
+  grep -qi "interrupt" "$WORK/err" || fail "stderr does not say it was interrupted: $(cat "$WORK/err")"
+  ! temp_file_in "$WORK/many-down" || fail "temp files left: $(find "$WORK/many-down" -name '*.skyrun-tmp-*')"
+  for i in $(find "$WORK/many-down" -type f -printf '%f\n'); do
+    cmp "$WORK/many/$i" "$WORK/many-down/$i" || fail "$i is not complete"
+  done
+}
+
+test_interrupted_upload_sync_aborts_its_multipart_upload() {
+  local b; b=$(fresh_bucket sync-int-up)
+  mkdir -p "$WORK/bigup"
+  random_file "$WORK/bigup/big.bin" $((30 * MiB))
+  start_proxy --delay-ms 100
+  start_sync --part-size 5 "$WORK/bigup" "s3://$b/u"
+  wait_for 60 proxy_saw "partNumber="
+  interrupt_sync
+  [ "$SYNC_STATUS" = 130 ] || fail "exit status $SYNC_STATUS after SIGINT, expected 130: $(cat "$WORK/err")"
+  expect_uploads_closed_by_client
+  expect_exit 254 awss3 s3api head-object --bucket "$b" --key u/big.bin
 }
 
 test_case "a folder syncs to a prefix; a second run sends only listings and prints nothing" \
@@ -230,6 +296,10 @@ test_case "a tree synced by skyrun is up to date for aws s3 sync, up and down" t
 test_case "a tree synced by aws s3 sync is up to date for skyrun, up and down (and by checksum)" \
   test_interop_awscli_then_skyrun
 test_case "mv moves a file up, an object across buckets and down, and a folder with -r" test_mv
-test_case "a failed sync names the object, keeps what was done, and stops" \
+test_case "Ctrl-C during a download sync exits 130 and leaves only whole files, no temp file" \
+  test_interrupted_download_sync_leaves_whole_files_only
+test_case "Ctrl-C during an upload sync exits 130, aborts the multipart upload, leaves no object" \
+  test_interrupted_upload_sync_aborts_its_multipart_upload
+test_case "a failed sync names the object, keeps what was done, and stops; usage errors exit 2" \
   test_a_failure_names_the_object_and_keeps_what_was_done
 finish

@@ -11,6 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include "s3/client.h"
 #include "s3/sync.h"
 
 #define MD5_A "0cc175b9c0f1b6a831c399e269772661"
@@ -263,6 +267,76 @@ static void empty_listings_give_an_empty_plan(void **state)
     assert_int_equal(plan.unchanged, 0);
 }
 
+/* ---- the checksum test on real files (s3_file_matches_etag) ---- */
+
+static void hex_of(const unsigned char *d, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+static void md5_hex(const unsigned char *data, size_t n, char out[33])
+{
+    unsigned char d[16];
+    unsigned len;
+    EVP_Digest(data, n, d, &len, EVP_md5(), NULL);
+    hex_of(d, 16, out);
+}
+
+/* "md5(md5(part1)…md5(partN))-N" for parts of part bytes, computed here
+ * independently of the client's code. */
+static void multipart_etag(const unsigned char *data, size_t n, size_t part, char *out)
+{
+    size_t parts = (n + part - 1) / part;
+    unsigned char *digests = malloc(parts * 16);
+    unsigned len;
+    assert_non_null(digests);
+    for (size_t i = 0; i < parts; i++)
+        EVP_Digest(data + i * part, i + 1 < parts ? part : n - i * part, digests + 16 * i, &len, EVP_md5(), NULL);
+    unsigned char d[16];
+    EVP_Digest(digests, parts * 16, d, &len, EVP_md5(), NULL);
+    hex_of(d, 16, out);
+    sprintf(out + 32, "-%zu", parts);
+    free(digests);
+}
+
+static void checksums_of_files_match_plain_and_multipart_etags(void **state)
+{
+    const size_t MiB = 1024 * 1024, n = 11 * MiB + 5;
+    char path[] = "/tmp/skyrun-sync-XXXXXX", plain[33], mp5[48], mp8[48], other[48];
+    unsigned char *data = malloc(n);
+    assert_non_null(data);
+    for (size_t i = 0; i < n; i++)
+        data[i] = (unsigned char)(i * 2654435761u >> 13);
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, n), (ssize_t)n);
+    close(fd);
+    md5_hex(data, n, plain);
+    multipart_etag(data, n, 5 * MiB, mp5);
+    multipart_etag(data, n, 8 * MiB, mp8);
+    assert_int_equal(s3_file_matches_etag(path, n, plain, 0, why, sizeof why), 1);
+    /* The same plain MD5 in capitals still matches; another MD5 does not. */
+    for (char *p = plain; *p; p++)
+        *p = (char)(*p >= 'a' ? *p - 32 : *p);
+    assert_int_equal(s3_file_matches_etag(path, n, plain, 0, why, sizeof why), 1);
+    assert_int_equal(s3_file_matches_etag(path, n, MD5_A, 0, why, sizeof why), 0);
+    /* Multipart: with the client's part size, or aws-cli's 8 MiB. */
+    assert_int_equal(s3_file_matches_etag(path, n, mp5, 5 * MiB, why, sizeof why), 1);
+    assert_int_equal(s3_file_matches_etag(path, n, mp8, 5 * MiB, why, sizeof why), 1);
+    assert_int_equal(s3_file_matches_etag(path, n, mp8, 0, why, sizeof why), 1);
+    /* An unknown part size (5 MiB parts, the client at 8 MiB) cannot tell;
+     * neither can a different multipart ETag, nor one that is no MD5. */
+    assert_int_equal(s3_file_matches_etag(path, n, mp5, 8 * MiB, why, sizeof why), -1);
+    snprintf(other, sizeof other, "%s-2", MD5_B);
+    assert_int_equal(s3_file_matches_etag(path, n, other, 0, why, sizeof why), -1);
+    assert_int_equal(s3_file_matches_etag(path, n, "not-an-md5", 0, why, sizeof why), -1);
+    unlink(path);
+    assert_int_equal(s3_file_matches_etag(path, n, MD5_A, 0, why, sizeof why), -2);
+    assert_non_null(strstr(why, path));
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +354,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(copy_all_copies_every_included_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(a_path_listed_twice_is_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(empty_listings_give_an_empty_plan, setup, teardown),
+        cmocka_unit_test_setup_teardown(checksums_of_files_match_plain_and_multipart_etags, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
