@@ -381,6 +381,15 @@ static int run_sync(s3_client *c, const s3_cli *cli, int move)
         return usage_error("%s: one of SRC and DST must be an s3:// URL", what);
     if (move && cli->delete_extra)
         return usage_error("mv takes no --delete");
+    for (int i = 0; i < 2; i++) {
+        char *bucket, *key, why[256];
+        if (!s3_url_is_s3(cli->args[i]))
+            continue;
+        if (s3_url_parse(cli->args[i], &bucket, &key, why, sizeof why) != 0)
+            return usage_error("%s", why);
+        free(bucket);
+        free(key);
+    }
     print_state ps = { cli->dryrun };
     s3_sync_request req = { cli->args[0], cli->args[1], cli->filters, cli->nfilters, cli->delete_extra,
                             cli->dryrun, cli->checksum, move, print_action, &ps };

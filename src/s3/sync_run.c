@@ -609,10 +609,8 @@ int s3_sync(s3_client *c, const s3_sync_request *req, s3_sync_summary *sum, s3_e
     memset(sum, 0, sizeof *sum);
     memset(err, 0, sizeof *err);
     memset(&dst, 0, sizeof dst);
-    if (side_parse(req->src, &src, err) != 0)
-        return -1;
-    if (side_parse(req->dst, &dst, err) != 0)
-        goto done;
+    if (side_parse(req->src, &src, err) != 0 || side_parse(req->dst, &dst, err) != 0)
+        goto done;   /* side_parse clears its side first: freeing both is safe */
     if (!src.is_s3 && !dst.is_s3) {
         s3_error_local(err, "sync", NULL, NULL, "one of %s and %s must be an s3:// URL", req->src, req->dst);
         goto done;
