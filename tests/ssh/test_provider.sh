@@ -231,13 +231,18 @@ test_skyrun_killed_mid_call_leaves_nothing() {
 local sky = require "sky"
 local pool <close> = sky.compute { provider = $(provider), workers = 2 }
 io.stdout:write("up\\n"); io.stdout:flush()
-pool:map(sky.fn(function(i) local x = 0; for _ = 1, 3000000 do x = x + i end; return x end), { 1, 2, 3, 4, 5, 6, 7, 8 })
+-- busy in Lua, or waiting on a child process (which must go too)
+pool:map(sky.fn(function(i)
+  if i % 2 == 0 then os.execute("sleep 60") return i end
+  local t = os.time(); while os.time() - t < 60 do end; return i
+end), { 1, 2, 3, 4, 5, 6, 7, 8 })
 LUA
     "$SKYRUN" "$WORK/kill.lua" >"$WORK/out" 2>"$WORK/err" &
     local pid=$! i
     for ((i = 0; i < 300; i++)); do grep -q up "$WORK/out" 2>/dev/null && break; sleep 0.1; done
+    grep -q up "$WORK/out" || { cat "$WORK/err" >&2; kill -9 "$pid" 2>/dev/null; fail "the pool did not start"; }
     sleep "0.$((RANDOM % 9))"
-    kill -9 "$pid"
+    kill -9 "$pid" || fail "skyrun ended before it was killed: $(cat "$WORK/err")"
     wait "$pid" 2>/dev/null || true
     nothing_left
   done

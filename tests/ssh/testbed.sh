@@ -205,6 +205,7 @@ private_tmpfs() {
 }
 private_tmpfs /tmp 1777
 private_tmpfs "$home" 0700   # a home of its own: no rc files of this machine, its own ~/.cache
+mkdir -p "$home/.cache"
 exec -a "$4" sleep "$5"
 '
 
