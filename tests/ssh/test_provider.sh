@@ -389,6 +389,34 @@ LUA
   nothing_left
 }
 
+test_an_encrypted_key_works_through_the_agent() {
+  ssh-keygen -q -t ed25519 -N "s3cret-pass" -C skyrun-test -f "$WORK/id_locked"
+  cat "$WORK/id_locked.pub" >>"$BED_DIR/id_ed25519.pub"   # the bed's AuthorizedKeysFile
+  cat >"$WORK/agent.lua" <<LUA
+local sky = require "sky"
+local pool <close> = sky.compute { provider = sky.providers.ssh { hosts = { "${HOSTS[0]}" }, user = "root",
+  identity = "$WORK/id_locked", known_hosts = "$BED_KNOWN_HOSTS", connect_timeout = 5 } }
+print(sky.fn(function() return "in" end)() >> pool)
+LUA
+  # no agent: the key cannot be used, and the error says what to do
+  env -u SSH_AUTH_SOCK "$SKYRUN" "$WORK/agent.lua" >"$WORK/out" 2>"$WORK/err" && fail "an encrypted key was used without its passphrase"
+  expect_in "$WORK/err" "$WORK/id_locked (encrypted: add it to ssh-agent with ssh-add"
+  expect_not_in "$WORK/err" "s3cret-pass"
+  # with the key in an agent it works, and the passphrase is nowhere
+  local agent_pid rc=0
+  eval "$(ssh-agent -s)" >/dev/null
+  agent_pid=$SSH_AGENT_PID
+  printf '#!/bin/sh\necho s3cret-pass\n' >"$WORK/askpass"; chmod 700 "$WORK/askpass"
+  SSH_ASKPASS=$WORK/askpass SSH_ASKPASS_REQUIRE=force DISPLAY=none ssh-add "$WORK/id_locked" </dev/null >/dev/null 2>&1 || rc=1
+  [ $rc -eq 0 ] && { expect_exit 0 "$SKYRUN" "$WORK/agent.lua" || rc=1; }
+  kill "$agent_pid" 2>/dev/null || true
+  unset SSH_AUTH_SOCK SSH_AGENT_PID
+  [ $rc -eq 0 ] || fail "the pool did not start with the key in ssh-agent"
+  expect_in "$WORK/out" "in"
+  nothing_left
+}
+
+test_case "an encrypted key works through ssh-agent; without it the error says so" test_an_encrypted_key_works_through_the_agent
 test_case "accelerator= picks the host that has the GPUs, each worker its slice" test_accelerators_pick_the_host_that_has_them
 test_case "a named inventory in skyrun.yaml, hosts as ~/.ssh/config aliases" test_a_named_inventory_and_ssh_config_aliases
 test_case "a map runs on every host, each result right" test_map_runs_on_every_host
