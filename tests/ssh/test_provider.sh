@@ -417,6 +417,25 @@ LUA
 }
 
 test_case "an encrypted key works through ssh-agent; without it the error says so" test_an_encrypted_key_works_through_the_agent
+test_a_host_of_another_kind_is_refused_by_name() {
+  # Host 3 says it is an aarch64 machine (uname, in that host's namespace).
+  printf '#!/bin/sh\n[ "$1" = -sm ] && { echo "Linux aarch64"; exit 0; }\necho Linux\n' >"$BED_DIR/fake-uname"
+  chmod 755 "$BED_DIR/fake-uname"
+  host_exec 3 sh -c "mount --bind '$BED_DIR/fake-uname' \$(command -v uname)"
+  cat >"$WORK/arch.lua" <<LUA
+local sky = require "sky"
+local pool <close> = sky.compute { provider = $(provider) }
+print("the pool started")
+LUA
+  local rc=0
+  expect_exit 1 "$SKYRUN" "$WORK/arch.lua" || rc=1
+  host_exec 3 sh -c 'umount "$(command -v uname)"'
+  [ $rc -eq 0 ] || return 1
+  expect_in "$WORK/err" "node 2 (${HOSTS[2]}) runs Linux aarch64; this skyrun's worker is built for Linux $(uname -m)"
+  nothing_left
+}
+
+test_case "a host of another processor is refused, naming both" test_a_host_of_another_kind_is_refused_by_name
 test_case "accelerator= picks the host that has the GPUs, each worker its slice" test_accelerators_pick_the_host_that_has_them
 test_case "a named inventory in skyrun.yaml, hosts as ~/.ssh/config aliases" test_a_named_inventory_and_ssh_config_aliases
 test_case "a map runs on every host, each result right" test_map_runs_on_every_host
