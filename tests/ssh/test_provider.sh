@@ -364,8 +364,10 @@ test_accelerators_pick_the_host_that_has_them() {
   # Host 2 "has" four H100s: the fixture (the format of the NVIDIA driver's
   # /proc/driver/nvidia/gpus/*/information) is mounted there, in that host's
   # own mount namespace, where the worker reads its GPUs from.
+  # (through the bed's folder: a host does not see this machine's /tmp)
+  rm -rf "$BED_DIR/gpus" && cp -r "$SRC/tests/data/gpus/h100x4" "$BED_DIR/gpus"
   host_exec 2 sh -c "mount -t tmpfs skyrun-gpus /proc/driver && mkdir /proc/driver/nvidia &&
-    cp -r '$SRC/tests/data/gpus/h100x4' /proc/driver/nvidia/gpus"
+    cp -r '$BED_DIR/gpus' /proc/driver/nvidia/gpus" || { host_exec 2 umount /proc/driver; fail "cannot give host 2 its GPUs"; }
   cat >"$WORK/gpu.lua" <<LUA
 local sky = require "sky"
 local pool <close> = sky.compute { provider = $(provider), workers = 2, accelerator = arg[1] }
