@@ -4,7 +4,8 @@
  * over the file); a larger one is a multipart upload whose parts stream from
  * the file with pread, at most `parallel` in flight, each with its own
  * Content-MD5. Memory is a small read buffer, whatever the file size. Any
- * failure or interrupt aborts the multipart upload, so no object appears.
+ * failure or interrupt aborts the multipart upload, so no object appears;
+ * an object whose returned ETag does not match what was sent is deleted.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -108,6 +109,8 @@ static int upload_single(s3_client *c, const char *bucket, const char *key, cons
     if (s3_etag_is_md5(&r.hdr) && strcasecmp(r.hdr.etag, md5_hex) != 0) {
         s3_error_local(err, "upload", bucket, key,
                        "the stored object's ETag %s is not the MD5 %s of %s", r.hdr.etag, md5_hex, path);
+        s3_error cleanup;
+        s3_delete_object(c, bucket, key, &cleanup);   /* never leave an object we cannot vouch for */
         goto done;
     }
     rc = 0;
