@@ -172,7 +172,7 @@ expect_no_uploads_left_on_server() {
 # AbortMultipartUpload (405), so an abort can only be seen on the wire.
 expect_uploads_closed_by_client() {
   local id ids=0
-  for id in $(grep -o 'uploadId=[0-9a-zA-Z._-]*' "$PROXY_LOG" | sort -u | cut -d= -f2); do
+  for id in $(grep -o 'uploadId=[0-9a-zA-Z._~-]*' "$PROXY_LOG" | sort -u | cut -d= -f2); do
     ids=$((ids + 1))
     grep -Eq "^[0-9]+ (POST|DELETE) [^ ]*[?&]uploadId=$id( |&)" "$PROXY_LOG" ||
       fail "multipart upload $id was neither completed nor aborted by the client"

@@ -20,7 +20,8 @@
  *          [--max-seconds N] [--idle-timeout S] [--bad-etag-rate PCT]
  * It listens on 127.0.0.1 on a kernel-chosen port and prints that port on
  * stdout, one line. --match limits faults to requests whose request line
- * contains TEXT (e.g. "partNumber=" for multipart parts only). A request is
+ * contains TEXT (e.g. "partNumber=" for multipart parts only); given several
+ * times, to requests that contain any one of them. A request is
  * cut half way through its body (--cut-in body, the default) or through its
  * head (--cut-in head: the server never sees a whole request, which matters
  * for servers that keep the truncated body of an aborted PUT, as s3rver
@@ -81,6 +82,7 @@
 #define LINE_MAX_LEN 1024       /* a chunk-size line */
 #define MAX_CONNECTIONS 512
 #define MAX_STATUSES 8
+#define MAX_MATCHES 8
 
 enum fate { FATE_PASS, FATE_ERROR, FATE_CUT_REQUEST, FATE_CUT_RESPONSE, FATE_BAD_ETAG };
 static const char *const fate_names[] = { "pass", "error", "cut-request", "cut-response", "bad-etag" };
@@ -91,7 +93,8 @@ static struct {
     int error_rate, cut_request_rate, cut_response_rate, bad_etag_rate;
     int statuses[MAX_STATUSES];
     int nstatuses;
-    const char *match;
+    const char *match[MAX_MATCHES];   /* --match, repeatable: any one of them */
+    int nmatches;
     int cut_in_head;
     int cut_random;             /* --cut-at random */
     int cut_reset;              /* --cut-with reset */
@@ -527,7 +530,10 @@ static enum fate choose_fate(message *req, unsigned long *seq)
     *seq = ++request_seq;
     char line[600];
     snprintf(line, sizeof line, "%s %s", req->method, req->target);
-    if (!opt.match || strstr(line, opt.match)) {
+    int matched = opt.nmatches == 0;
+    for (int i = 0; i < opt.nmatches && !matched; i++)
+        matched = strstr(line, opt.match[i]) != NULL;
+    if (matched) {
         int roll = (int)(rng_next_locked() % 100);
         if (roll < opt.error_rate)
             f = FATE_ERROR;
@@ -820,7 +826,9 @@ static void parse_args(int argc, char **argv)
         } else if (!strcmp(a, "--status")) {
             parse_statuses(v);
         } else if (!strcmp(a, "--match")) {
-            opt.match = v;
+            if (opt.nmatches == MAX_MATCHES)
+                die("--match: at most %d of them", MAX_MATCHES);
+            opt.match[opt.nmatches++] = v;
         } else if (!strcmp(a, "--cut-in")) {
             if (strcmp(v, "head") != 0 && strcmp(v, "body") != 0)
                 die("--cut-in: expected head or body, got '%s'", v);
