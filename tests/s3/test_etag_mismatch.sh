@@ -21,6 +21,16 @@ expect_no_object() {
   expect_exit 254 awss3 s3api head-object --bucket "$1" --key "$2"
 }
 
+# The proof by listing must see an upload that is left open, or it proves nothing.
+test_an_open_upload_is_seen_by_the_listing() {
+  local b id; b=$(fresh_bucket etag-listing)
+  id=$(awss3 s3api create-multipart-upload --bucket "$b" --key open.bin --query UploadId --output text)
+  [ "$(server_pending_uploads "$b")" = 1 ] || fail "an open upload is not counted: $(server_pending_uploads "$b")"
+  on_rgw || return 0   # s3rver refuses AbortMultipartUpload
+  awss3 s3api abort-multipart-upload --bucket "$b" --key open.bin --upload-id "$id"
+  expect_no_uploads_left_on_server "$b"
+}
+
 test_single_put_with_a_wrong_etag_leaves_no_object() {
   local b; b=$(fresh_bucket etag-put)
   random_file "$WORK/small.bin" 100000
@@ -53,6 +63,8 @@ test_complete_with_a_wrong_etag_leaves_no_object() {
   expect_no_uploads_left_on_server "$b"
 }
 
+test_case "an upload left open is counted by server_pending_uploads, and gone once aborted (RGW)" \
+  test_an_open_upload_is_seen_by_the_listing
 test_case "a single PUT answered with a wrong ETag fails and leaves no object" \
   test_single_put_with_a_wrong_etag_leaves_no_object
 test_case "an UploadPart answered with a wrong ETag fails, aborts the upload, leaves no object" \
