@@ -12,6 +12,10 @@ packages=(
   libcurl4-openssl-dev libssl-dev libssh2-1-dev liblz4-dev libyaml-dev
   libexpat1-dev libcmocka-dev
   file time bc curl s3fs fuse3 openssh-server openssh-client awscli iproute2 procps psmisc
+  # Ceph's RADOS Gateway, the second (stricter) S3 server of the storage tests
+  # (tests/support/rgw.sh). Installing starts no daemon where policy-rc.d
+  # forbids it (containers); elsewhere see the note below.
+  ceph-mon ceph-osd radosgw ceph-common
 
 )
 
@@ -27,6 +31,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   "${sudo_cmd[@]}" apt-get update -qq || true
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The ceph packages enable system units (ceph-mon.target, ceph-osd.target,
+# ceph-radosgw.target...). They have no configuration in /etc/ceph, so even
+# where invoke-rc.d may start them nothing runs; the tests keep all their
+# state in a folder of their own and never use /etc/ceph.
+if [ ${#missing[@]} -gt 0 ] && pgrep -x 'ceph-mon|ceph-osd|radosgw' >/dev/null 2>&1; then
+  echo "install-deps: note: a ceph daemon is running on this machine (not started by the tests)" >&2
 fi
 
 # s3rver: the S3-compatible server the tests run on loopback.

@@ -221,6 +221,8 @@ int s3_put_object(s3_client *c, const char *bucket, const char *key, const void 
     if (s3_etag_is_md5(&r.hdr) && strcasecmp(r.hdr.etag, md5_hex) != 0) {
         s3_error_local(err, "put", bucket, key, "the stored object's ETag %s is not the MD5 %s of the data sent",
                        r.hdr.etag, md5_hex);
+        s3_error cleanup;
+        s3_delete_object(c, bucket, key, &cleanup);   /* never leave an object we cannot vouch for */
         return -1;
     }
     return 0;

@@ -4,7 +4,8 @@
  * over the file); a larger one is a multipart upload whose parts stream from
  * the file with pread, at most `parallel` in flight, each with its own
  * Content-MD5. Memory is a small read buffer, whatever the file size. Any
- * failure or interrupt aborts the multipart upload, so no object appears.
+ * failure or interrupt aborts the multipart upload, so no object appears;
+ * an object whose returned ETag does not match what was sent is deleted.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -108,6 +109,8 @@ static int upload_single(s3_client *c, const char *bucket, const char *key, cons
     if (s3_etag_is_md5(&r.hdr) && strcasecmp(r.hdr.etag, md5_hex) != 0) {
         s3_error_local(err, "upload", bucket, key,
                        "the stored object's ETag %s is not the MD5 %s of %s", r.hdr.etag, md5_hex, path);
+        s3_error cleanup;
+        s3_delete_object(c, bucket, key, &cleanup);   /* never leave an object we cannot vouch for */
         goto done;
     }
     rc = 0;
@@ -199,6 +202,21 @@ static int verify_multipart_etag(upload_job *j, const char *etag, s3_error *err)
     return -1;
 }
 
+/* Some servers (Ceph RGW 16.2) answer CompleteMultipartUpload with an empty
+ * <ETag/>: the assembled object's ETag is then read with a HEAD, as long as
+ * the object there is still this upload's (its nonce). Leaves etag empty
+ * when that cannot be had: there is nothing to check against then. */
+static void etag_after_complete(s3_client *c, const char *bucket, const char *key, const char *nonce,
+                                char *etag, size_t cap)
+{
+    s3_request r;
+    s3_error err;
+    s3_request_init(&r, "upload", "HEAD", bucket, key);
+    if (s3_request_perform(c, &r, &err) != 0 || strcmp(r.hdr.meta_upload, nonce) != 0)
+        return;
+    snprintf(etag, cap, "%s", r.hdr.etag);
+}
+
 /* 128 random bits in hex: what marks this upload's object as its own. */
 static void make_nonce(s3_client *c, char out[33])
 {
@@ -243,6 +261,8 @@ static int upload_multipart(s3_client *c, const char *bucket, const char *key, c
     if (s3_multipart_complete(c, bucket, key, j.upload_id, j.etags, j.nparts, etag, err) != 0)
         goto done;
     started = completing = 0;   /* completed: nothing left to abort */
+    if (!etag[0])
+        etag_after_complete(c, bucket, key, nonce, etag, sizeof etag);
     if (verify_multipart_etag(&j, etag, err) != 0) {
         s3_error cleanup;
         s3_delete_object(c, bucket, key, &cleanup);   /* never leave a corrupt object */

@@ -13,8 +13,10 @@
 # Either way the file exits 77, which ctest reports as "Skipped"
 # (SKIP_RETURN_CODE in tests/s3/CMakeLists.txt).
 #
-# Environment (ctest sets it, through tests/support/s3rver.sh env):
-#   S3_ENDPOINT, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY  the s3rver
+# Environment (ctest sets it, through tests/support/s3rver.sh env or
+# tests/support/rgw.sh env):
+#   S3_ENDPOINT, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY  the server
+#   S3_SERVER                                              rgw, or unset (s3rver)
 #   SKYRUN, FAULTPROXY, AWS_CLI                            the programs under test
 set -euo pipefail
 
@@ -129,13 +131,39 @@ stop_proxy() {
 # Counts the proxy's requests with a given fate (pass, error, cut-request, cut-response).
 proxy_count() { awk -v f="$1" '$4 == f' "$PROXY_LOG" | wc -l; }
 
-# Multipart uploads still open in a bucket, read from s3rver's own store:
-# s3rver 3.7 answers ListMultipartUploads with NotImplemented, so
-# `aws s3api list-multipart-uploads` cannot be asked. An upload lives in
-# <data>/<bucket>/._S3rver_uploads/<uploadId>/ until it is completed.
+# Which server the suite runs against: s3rver (the default) or rgw (Ceph's
+# RADOS Gateway, tests/support/rgw.sh env sets S3_SERVER=rgw).
+on_rgw() { [ "${S3_SERVER:-s3rver}" = rgw ]; }
+
+# Multipart uploads still open in a bucket. RGW is asked with
+# ListMultipartUploads (aws s3api list-multipart-uploads). s3rver 3.7
+# answers that with NotImplemented, so its own store is read instead: an
+# upload lives in <data>/<bucket>/._S3rver_uploads/<uploadId>/ until it is
+# completed.
 server_pending_uploads() {
+  if on_rgw; then
+    local n
+    n=$(awss3 s3api list-multipart-uploads --bucket "$1" --query 'length(Uploads || `[]`)' --output text) ||
+      { echo "list-multipart-uploads failed for bucket $1" >&2; return 1; }
+    echo "$n"
+    return 0
+  fi
   local dir="$S3RVER_DATA/fs/$1/._S3rver_uploads"
   if [ -d "$dir" ]; then find "$dir" -mindepth 1 -maxdepth 1 -type d | wc -l; else echo 0; fi
+}
+
+# Fails unless the server lists no multipart upload left open in BUCKET, after
+# a transfer that failed or was interrupted. Only a server that implements
+# both ListMultipartUploads and AbortMultipartUpload (RGW) can prove it: on
+# s3rver, which refuses AbortMultipartUpload, an aborted upload stays in its
+# store, so there expect_uploads_closed_by_client (the wire) is the proof.
+expect_no_uploads_left_on_server() {
+  on_rgw || return 0
+  local n
+  n=$(server_pending_uploads "$1") || fail "cannot list the multipart uploads of $1"
+  [ "$n" = 0 ] || { awss3 s3api list-multipart-uploads --bucket "$1" >&2 || true
+    fail "$n multipart upload(s) left open in bucket $1"; }
+  echo "    (ListMultipartUploads: no upload left in $1)"
 }
 
 # Fails unless every multipart upload the client used through the proxy
@@ -144,7 +172,7 @@ server_pending_uploads() {
 # AbortMultipartUpload (405), so an abort can only be seen on the wire.
 expect_uploads_closed_by_client() {
   local id ids=0
-  for id in $(grep -o 'uploadId=[0-9a-zA-Z._-]*' "$PROXY_LOG" | sort -u | cut -d= -f2); do
+  for id in $(grep -o 'uploadId=[0-9a-zA-Z._~-]*' "$PROXY_LOG" | sort -u | cut -d= -f2); do
     ids=$((ids + 1))
     grep -Eq "^[0-9]+ (POST|DELETE) [^ ]*[?&]uploadId=$id( |&)" "$PROXY_LOG" ||
       fail "multipart upload $id was neither completed nor aborted by the client"

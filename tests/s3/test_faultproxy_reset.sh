@@ -25,6 +25,8 @@ curl_get() {
 B=$(fresh_bucket proxy-reset)
 random_file "$WORK/obj" $((3 * MiB + 11))
 awscp "$WORK/obj" "s3://$B/obj"
+# curl reads it unsigned: s3rver serves anonymous requests, RGW only public objects.
+if on_rgw; then awss3 s3api put-object-acl --bucket "$B" --key obj --acl public-read; fi
 SIZE=$(stat -c %s "$WORK/obj")
 
 test_close_ends_a_cut_with_a_fin_and_reset_with_an_rst() {

@@ -14,7 +14,7 @@ lua_transfer() {
 local sky = require "sky"
 local endpoint, dir, bucket, key, path = ...
 local st <close> = sky.storage.s3 { endpoint = endpoint, region = "us-east-1", path_style = true,
-  access_key = "S3RVER", secret_key = "S3RVER", part_size = 5 * 1024 * 1024, parallel = 4,
+  access_key = os.getenv("AWS_ACCESS_KEY_ID"), secret_key = os.getenv("AWS_SECRET_ACCESS_KEY"), part_size = 5 * 1024 * 1024, parallel = 4,
   retries = 11 }
 if dir == "up" then st:upload(bucket, path, { key = key }) else st:download(bucket, key, path) end
 EOF
@@ -91,6 +91,7 @@ test_upload_whose_parts_are_all_cut_fails_and_leaves_nothing() {
   expect_faults_injected cut-request
   grep -q "DELETE /$b/never.bin?uploadId=" "$PROXY_LOG" || fail "no AbortMultipartUpload was sent"
   expect_uploads_closed_by_client
+  expect_no_uploads_left_on_server "$b"
   expect_exit 254 awss3 s3api head-object --bucket "$b" --key never.bin
 }
 

@@ -20,7 +20,7 @@ test_skyrun_multipart_upload_is_read_by_awscli() {
 local sky = require "sky"
 local endpoint, bucket, path = ...
 local st <close> = sky.storage.s3 { endpoint = endpoint, region = "us-east-1", path_style = true,
-  access_key = "S3RVER", secret_key = "S3RVER", part_size = 5 * 1024 * 1024, parallel = 4 }
+  access_key = os.getenv("AWS_ACCESS_KEY_ID"), secret_key = os.getenv("AWS_SECRET_ACCESS_KEY"), part_size = 5 * 1024 * 1024, parallel = 4 }
 st:upload(bucket, path, { key = "mp.bin" })
 EOF
   expect_multipart_upload 6
@@ -50,7 +50,7 @@ test_awscli_multipart_upload_is_read_by_skyrun() {
 local sky = require "sky"
 local endpoint, bucket, path = ...
 local st <close> = sky.storage.s3 { endpoint = endpoint, region = "us-east-1", path_style = true,
-  access_key = "S3RVER", secret_key = "S3RVER", part_size = 5 * 1024 * 1024, parallel = 4 }
+  access_key = os.getenv("AWS_ACCESS_KEY_ID"), secret_key = os.getenv("AWS_SECRET_ACCESS_KEY"), part_size = 5 * 1024 * 1024, parallel = 4 }
 st:download(bucket, "aws.bin", path)      -- parallel ranged GETs of 5 MiB
 EOF
   cmp "$WORK/aws.bin" "$WORK/aws.lua"

@@ -45,6 +45,7 @@ test_interrupted_multipart_upload_is_aborted() {
   grep -qi "interrupt" "$WORK/err" || fail "stderr does not say it was interrupted: $(cat "$WORK/err")"
   expect_exit 254 awss3 s3api head-object --bucket "$b" --key big.bin
   expect_uploads_closed_by_client
+  expect_no_uploads_left_on_server "$b"
 }
 
 test_interrupted_download_leaves_no_file() {

@@ -17,6 +17,7 @@ test_lost_complete_answer_leaves_no_object() {
   expect_in "$WORK/err" "s3://$b/big.bin"
   expect_faults_injected_n cut-response
   expect_exit 254 awss3 s3api head-object --bucket "$b" --key big.bin
+  expect_no_uploads_left_on_server "$b"
 }
 
 test_failed_complete_keeps_an_object_that_is_not_its_own() {
@@ -29,6 +30,7 @@ test_failed_complete_keeps_an_object_that_is_not_its_own() {
     "$WORK/src.bin" "s3://$b/big.bin"
   awscp "s3://$b/big.bin" "$WORK/back.txt"
   [ "$(cat "$WORK/back.txt")" = "the previous object" ] || fail "the previous object was changed or deleted"
+  expect_no_uploads_left_on_server "$b"
 }
 
 test_prefix_download_failing_at_the_third_file_keeps_the_first_two() {

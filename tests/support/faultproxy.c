@@ -4,7 +4,8 @@
  * and, for a seeded-random share of the requests it sees, answers an HTTP
  * error itself (500 InternalError, 503 SlowDown, 403 SignatureDoesNotMatch),
  * cuts the connection half way through the request, or half way through the
- * response. It can also slow every transfer down (to interrupt one in flight).
+ * response. It can also slow every transfer down (to interrupt one in flight),
+ * and falsify the ETag a server returns (to prove that a client checks it).
  *
  * It parses just enough HTTP/1.1 to find where each request and response ends
  * (Content-Length, chunked, HEAD, 1xx/204/304, read-to-close) so that faults
@@ -16,15 +17,23 @@
  *          [--cut-request-rate PCT] [--cut-response-rate PCT] [--match TEXT]
  *          [--cut-in head|body] [--cut-at half|random] [--cut-with close|reset]
  *          [--tls-cert PEM --tls-key PEM] [--delay-ms N] [--seed N] [--log FILE]
- *          [--max-seconds N] [--idle-timeout S]
+ *          [--max-seconds N] [--idle-timeout S] [--bad-etag-rate PCT]
  * It listens on 127.0.0.1 on a kernel-chosen port and prints that port on
  * stdout, one line. --match limits faults to requests whose request line
- * contains TEXT (e.g. "partNumber=" for multipart parts only). A request is
+ * contains TEXT (e.g. "partNumber=" for multipart parts only); given several
+ * times, to requests that contain any one of them. A request is
  * cut half way through its body (--cut-in body, the default) or through its
  * head (--cut-in head: the server never sees a whole request, which matters
  * for servers that keep the truncated body of an aborted PUT, as s3rver
  * does). --log writes one line per request: "SEQ METHOD TARGET FATE"
  * (with --cut-at random, cuts add a fifth field "at=P%").
+ *
+ * --bad-etag-rate PCT: the chosen requests reach the server untouched, but in
+ * the answer the first hex digit of the ETag is changed — in the ETag header
+ * and in every <ETag> element of the body (CompleteMultipartUpload returns
+ * the object's ETag there) — so the server stored the right bytes and the
+ * client is told a digest that does not match them (fate "bad-etag"). An
+ * <ETag> element split across two reads of the body is left alone.
  *
  * Where and how a connection is cut:
  *  --cut-at half     (the default) half way through the body;
@@ -73,17 +82,19 @@
 #define LINE_MAX_LEN 1024       /* a chunk-size line */
 #define MAX_CONNECTIONS 512
 #define MAX_STATUSES 8
+#define MAX_MATCHES 8
 
-enum fate { FATE_PASS, FATE_ERROR, FATE_CUT_REQUEST, FATE_CUT_RESPONSE };
-static const char *const fate_names[] = { "pass", "error", "cut-request", "cut-response" };
+enum fate { FATE_PASS, FATE_ERROR, FATE_CUT_REQUEST, FATE_CUT_RESPONSE, FATE_BAD_ETAG };
+static const char *const fate_names[] = { "pass", "error", "cut-request", "cut-response", "bad-etag" };
 
 /* What the command line asked for; read-only once the proxy listens. */
 static struct {
     struct sockaddr_in upstream;
-    int error_rate, cut_request_rate, cut_response_rate;
+    int error_rate, cut_request_rate, cut_response_rate, bad_etag_rate;
     int statuses[MAX_STATUSES];
     int nstatuses;
-    const char *match;
+    const char *match[MAX_MATCHES];   /* --match, repeatable: any one of them */
+    int nmatches;
     int cut_in_head;
     int cut_random;             /* --cut-at random */
     int cut_reset;              /* --cut-with reset */
@@ -102,6 +113,8 @@ static unsigned long request_seq;
 static FILE *log_file;
 static int open_connections;
 static SSL_CTX *tls_ctx;        /* --tls-cert: the client side speaks TLS */
+/* Set while this connection's thread relays a "bad-etag" response body. */
+static _Thread_local int falsify_body_etags;
 
 /* A socket with a read buffer in front of it: heads are read in blocks and
  * whatever body bytes came along are served from the buffer first. */
@@ -326,6 +339,63 @@ static void strip_expect(message *m)
     }
 }
 
+/* Changes one hex digit into another: the digest no longer matches. */
+static char other_hex_digit(char c)
+{
+    return c == '0' ? '1' : '0';
+}
+
+/* Changes the first hex digit of an ETag value that starts at p (before end),
+ * skipping quotes (plain or &quot;) and blanks. Returns 1 if one was changed. */
+static int falsify_etag_value(char *p, const char *end)
+{
+    while (p < end) {
+        if (*p == '"' || *p == ' ' || *p == '\t') {
+            p++;
+        } else if (end - p >= 6 && memcmp(p, "&quot;", 6) == 0) {
+            p += 6;
+        } else if ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F')) {
+            *p = other_hex_digit(*p);
+            return 1;
+        } else {
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* Falsifies the value of the ETag header of a response head, in place. */
+static void falsify_head_etag(message *m)
+{
+    char *line = strstr(m->head, "\r\n");
+    while (line && line[2] != '\r') {
+        char *start = line + 2;
+        char *eol = strstr(start, "\r\n");
+        if (!eol)
+            return;
+        if (strncasecmp(start, "ETag:", 5) == 0) {
+            falsify_etag_value(start + 5, eol);
+            return;
+        }
+        line = eol;
+    }
+}
+
+/* Falsifies every <ETag> element's value found whole in a block of body. */
+static void falsify_body_block(char *p, size_t n)
+{
+    const char *end = p + n;
+    static const char tag[] = "<ETag>";
+    size_t tlen = sizeof tag - 1;
+    while ((size_t)(end - p) > tlen) {
+        char *hit = memmem(p, (size_t)(end - p), tag, tlen);
+        if (!hit)
+            return;
+        falsify_etag_value(hit + tlen, end);
+        p = hit + tlen;
+    }
+}
+
 /* Copies exactly n body bytes from src to dst (dst NULL: discard them).
  * Slowed by --delay-ms per block when asked. */
 static int forward_bytes(reader *src, reader *dst, uint64_t n)
@@ -335,6 +405,8 @@ static int forward_bytes(reader *src, reader *dst, uint64_t n)
             return -1;
         size_t avail = src->end - src->start;
         size_t take = avail < n ? avail : (size_t)n;
+        if (dst && falsify_body_etags)
+            falsify_body_block(src->buf + src->start, take);
         if (dst && conn_write(dst, src->buf + src->start, take) != 0)
             return -1;
         src->start += take;
@@ -458,7 +530,10 @@ static enum fate choose_fate(message *req, unsigned long *seq)
     *seq = ++request_seq;
     char line[600];
     snprintf(line, sizeof line, "%s %s", req->method, req->target);
-    if (!opt.match || strstr(line, opt.match)) {
+    int matched = opt.nmatches == 0;
+    for (int i = 0; i < opt.nmatches && !matched; i++)
+        matched = strstr(line, opt.match[i]) != NULL;
+    if (matched) {
         int roll = (int)(rng_next_locked() % 100);
         if (roll < opt.error_rate)
             f = FATE_ERROR;
@@ -466,6 +541,8 @@ static enum fate choose_fate(message *req, unsigned long *seq)
             f = FATE_CUT_REQUEST;
         else if (roll < opt.error_rate + opt.cut_request_rate + opt.cut_response_rate)
             f = FATE_CUT_RESPONSE;
+        else if (roll < opt.error_rate + opt.cut_request_rate + opt.cut_response_rate + opt.bad_etag_rate)
+            f = FATE_BAD_ETAG;
     }
     req->cut_permille = 500;
     if (opt.cut_random && (f == FATE_CUT_REQUEST || f == FATE_CUT_RESPONSE)) {
@@ -553,7 +630,7 @@ static void cut_request(reader *client, reader *up, message *req)
 /* Forwards the response to one request; with `cut`, only part of it (half,
  * or --cut-at random).
  * Returns 0 if the client connection can carry another request. */
-static int relay_response(reader *client, reader *up, const message *req, int cut)
+static int relay_response(reader *client, reader *up, const message *req, int cut, int bad_etag)
 {
     message *resp = malloc(sizeof *resp);
     int rc = -1;
@@ -575,8 +652,11 @@ static int relay_response(reader *client, reader *up, const message *req, int cu
         }
         goto done;
     }
+    if (bad_etag)
+        falsify_head_etag(resp);
     if (conn_write(client, resp->head, resp->head_len) != 0)
         goto done;
+    falsify_body_etags = bad_etag;
     if (body) {
         if (resp->chunked) {
             if (forward_chunked(up, client) != 0)
@@ -591,6 +671,7 @@ static int relay_response(reader *client, reader *up, const message *req, int cu
     }
     rc = (resp->connection_close || req->connection_close) ? -1 : 0;
 done:
+    falsify_body_etags = 0;
     free(resp);
     return rc;
 }
@@ -614,6 +695,7 @@ static int handle_request(reader *client, reader *up, message *req)
         return -1;
     case FATE_PASS:
     case FATE_CUT_RESPONSE:
+    case FATE_BAD_ETAG:
         break;
     }
     if (upstream_ready(up) != 0)
@@ -625,7 +707,7 @@ static int handle_request(reader *client, reader *up, message *req)
         return -1;
     if (forward_request_body(client, up, req) != 0)
         return -1;
-    return relay_response(client, up, req, f == FATE_CUT_RESPONSE);
+    return relay_response(client, up, req, f == FATE_CUT_RESPONSE, f == FATE_BAD_ETAG);
 }
 
 static void *serve_connection(void *arg)
@@ -739,10 +821,14 @@ static void parse_args(int argc, char **argv)
             opt.cut_request_rate = parse_int(v, 0, 100, a);
         } else if (!strcmp(a, "--cut-response-rate")) {
             opt.cut_response_rate = parse_int(v, 0, 100, a);
+        } else if (!strcmp(a, "--bad-etag-rate")) {
+            opt.bad_etag_rate = parse_int(v, 0, 100, a);
         } else if (!strcmp(a, "--status")) {
             parse_statuses(v);
         } else if (!strcmp(a, "--match")) {
-            opt.match = v;
+            if (opt.nmatches == MAX_MATCHES)
+                die("--match: at most %d of them", MAX_MATCHES);
+            opt.match[opt.nmatches++] = v;
         } else if (!strcmp(a, "--cut-in")) {
             if (strcmp(v, "head") != 0 && strcmp(v, "body") != 0)
                 die("--cut-in: expected head or body, got '%s'", v);
@@ -775,7 +861,7 @@ static void parse_args(int argc, char **argv)
     }
     if (!have_upstream)
         die("--upstream HOST:PORT is required");
-    if (opt.error_rate + opt.cut_request_rate + opt.cut_response_rate > 100)
+    if (opt.error_rate + opt.cut_request_rate + opt.cut_response_rate + opt.bad_etag_rate > 100)
         die("the rates add up to more than 100%%");
     if (!opt.tls_cert != !opt.tls_key)
         die("--tls-cert and --tls-key go together");
