@@ -49,14 +49,18 @@
 #define KILL_SECONDS 5.0         /* after SIGKILL, until srun is reaped */
 #define POLL_SECONDS 0.5         /* squeue while the job is pending */
 
-/* The watchdog: the job's batch script. Waits (bounded) for the first step,
- * then ends the job when, twice in a row, no step of it is left on a node
- * that is up (a crashed node's step stays listed). A failing squeue (the
- * controller busy) counts as "still there". */
+/* The watchdog: the job's batch script. It learns that the pool is up from
+ * a step it sees or from SIGUSR1 (the client sends it once its keepers run:
+ * steps may come and go between two looks); not up within `first` seconds
+ * (the client died while the job started), it ends. Then it ends the job
+ * when, twice in a row, no step of it is left on a node that is up (a
+ * crashed node's step stays listed). A failing squeue (the controller busy)
+ * counts as "still there". */
 static const char WATCHDOG[] =
     "#!/bin/sh\n"
     "# skyrun's watchdog: ends this job when no skyrun step is left (docs/PROVIDERS.md)\n"
     "first=%d; poll=%d; seen=0; idle=0; waited=0\n"
+    "trap 'seen=1' USR1\n"
     "while :; do\n"
     "  sleep \"$poll\"; waited=$((waited + poll))\n"
     "  steps=$(squeue -h -s -j \"$SLURM_JOB_ID\" -o '%%i|%%N' 2>/dev/null) || continue\n"
@@ -72,7 +76,7 @@ static const char WATCHDOG[] =
     "  elif [ \"$waited\" -ge \"$first\" ]; then exit 0\n"
     "  fi\n"
     "done\n";
-#define WATCHDOG_FIRST_SECONDS 120
+#define WATCHDOG_FIRST_SECONDS 60
 #define WATCHDOG_POLL_SECONDS 2
 
 typedef struct slurm_proc {
@@ -463,7 +467,7 @@ static int submit(slurm_provider *sp, int n, char *err, size_t errlen)
  * names into hosts. */
 static int wait_running(slurm_provider *sp, char ***hosts, int *nhosts, char *err, size_t errlen)
 {
-    double deadline = now() + sp->o.start_seconds;
+    double started = now(), deadline = started + sp->o.start_seconds;
     char state[64] = "", reason[200] = "", shown[300] = "";
     sky_buf nodes = SKY_BUF_INIT;
     int rc = -1;
@@ -485,7 +489,8 @@ static int wait_running(slurm_provider *sp, char ***hosts, int *nhosts, char *er
         }
         char line[300];
         snprintf(line, sizeof line, "%s (%s)", state, reason);
-        if (strcmp(line, shown) != 0) {
+        /* Said once the job has pended a moment, then at each change. */
+        if (strcmp(line, shown) != 0 && now() - started >= 1.0) {
             fprintf(stderr, "slurm: job %s (%s) is %s\n", sp->job, sp->job_name, line);
             snprintf(shown, sizeof shown, "%s", line);
         }
@@ -731,6 +736,19 @@ static int start_nodes(sky_provider *pr, sky_node *nodes, int n, char *err, size
     for (int i = 0; i < n; i++)
         if (finish_keeper(sp, &nodes[i], deadline, err, errlen) != 0)
             goto out;
+    /* The watchdog now knows the pool is up. */
+    const char *argv[] = { "scancel", "--batch", "--signal=USR1", sp->job, NULL };
+    sky_buf out = SKY_BUF_INIT, eout = SKY_BUF_INIT;
+    char why[400];
+    int r = run_slurm(sp, argv, NULL, &out, &eout, why, sizeof why);
+    if (r != 0) {
+        if (r > 0)
+            last_line(&eout, why, sizeof why);
+        sky_log(SKY_LOG_WARN, "slurm: job %s: cannot tell its watchdog the pool is up (%s); it ends the job "
+                "%d s after its start if it sees no step then", sp->job, why, WATCHDOG_FIRST_SECONDS);
+    }
+    sky_buf_free(&out);
+    sky_buf_free(&eout);
     sky_log(SKY_LOG_INFO, "slurm: job %s (%s) runs the pool on %d node(s)", sp->job, sp->job_name, n);
     rc = 0;
 out:
@@ -788,6 +806,10 @@ static int spawn(sky_provider *pr, sky_node *node, const sky_spawn *spec, sky_pr
     int a = step_argv(sp, sn->hostname, 1, argv, cpus, sizeof cpus);
     char pids[4200];
     snprintf(pids, sizeof pids, "%s/pids", sn->dir);
+    /* A session of its own: the keeper ends it with all it started (a
+     * step's task leads none), when asked or when the host is gone. */
+    argv[a++] = "setsid";
+    argv[a++] = "--wait";
     argv[a++] = "/bin/sh";
     argv[a++] = "-c";
     argv[a++] = known ? STEP_SCRIPT_KNOWN : STEP_SCRIPT_OTHER;
