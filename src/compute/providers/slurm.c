@@ -388,9 +388,12 @@ static int job_is_gone(slurm_provider *sp)
         snprintf(sp->gone, sizeof sp->gone, "slurm job %s (%s) is no longer running: it left the queue "
                  "(cancelled, or past its time limit %s)", sp->job, sp->job_name, sp->o.time);
     else
-        snprintf(sp->gone, sizeof sp->gone, "slurm job %s (%s) is no longer running: %s%s%s%s", sp->job,
-                 sp->job_name, state, reason[0] && strcmp(reason, "None") ? " (" : "",
-                 reason[0] && strcmp(reason, "None") ? reason : "", reason[0] && strcmp(reason, "None") ? ")" : "");
+        snprintf(sp->gone, sizeof sp->gone, "slurm job %s (%s) is no longer running: %s (%s)", sp->job,
+                 sp->job_name, state,
+                 reason[0] && strcmp(reason, "None") ? reason
+                 : strcmp(state, "COMPLETING") == 0 || strcmp(state, "CANCELLED") == 0
+                     ? "cancelled from outside, or past its time limit"
+                     : "ended by Slurm");
     return 1;
 }
 
