@@ -132,10 +132,10 @@ static double now(void)
 /* Starts argv[0] (looked up in PATH) with sp's environment, in a process
  * group of its own (the terminal's Ctrl-C is the pool's to handle), its
  * stdin/stdout/stderr on pipes whose other ends come back (NULL: /dev/null).
- * The child is ended with SIGTERM if this process dies. Returns its pid, or
- * -1 with err ("sbatch: No such file or directory"). */
-static pid_t start_child(slurm_provider *sp, const char *const *argv, int *to, int *from, int *diag, char *err,
-                         size_t errlen)
+ * The child gets signal `orphaned` (0: none) if this process dies. Returns
+ * its pid, or -1 with err ("sbatch: No such file or directory"). */
+static pid_t start_child(slurm_provider *sp, const char *const *argv, int *to, int *from, int *diag, int orphaned,
+                         char *err, size_t errlen)
 {
     int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, perr[2] = { -1, -1 }, report[2] = { -1, -1 };
     int ok = pipe2(report, O_CLOEXEC) == 0 && (!to || pipe2(pin, O_CLOEXEC) == 0) &&
@@ -145,7 +145,8 @@ static pid_t start_child(slurm_provider *sp, const char *const *argv, int *to, i
     if (pid == 0) {
         /* Between fork and exec: async-signal-safe calls only. */
         setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (orphaned)
+            prctl(PR_SET_PDEATHSIG, orphaned);
         if (getppid() != parent)
             _exit(127);
         sigset_t none;
@@ -244,7 +245,7 @@ static int run_slurm(slurm_provider *sp, const char *const *argv, const char *in
                      char *err, size_t errlen)
 {
     int to = -1, from = -1, diag = -1;
-    pid_t pid = start_child(sp, argv, input ? &to : NULL, &from, &diag, err, errlen);
+    pid_t pid = start_child(sp, argv, input ? &to : NULL, &from, &diag, SIGTERM, err, errlen);
     if (pid < 0)
         return -1;
     sky_sigpipe_guard g;
@@ -654,7 +655,9 @@ static int launch_keeper(slurm_provider *sp, sky_node *node, char *err, size_t e
     argv[a] = NULL;
     int to, from;
     char why[400];
-    sn->srun = start_child(sp, argv, &to, &from, &sn->diag, why, sizeof why);
+    /* Not signalled when this process dies: the end of its input tells the
+     * keeper, which then cleans up (a signal would end it first). */
+    sn->srun = start_child(sp, argv, &to, &from, &sn->diag, 0, why, sizeof why);
     if (sn->srun < 0) {
         sn->srun = 0;
         snprintf(err, errlen, "slurm provider: %s: %s", node->name, why);
@@ -825,7 +828,9 @@ static int spawn(sky_provider *pr, sky_node *node, const sky_spawn *spec, sky_pr
     argv[a] = NULL;
     int to, from, diag;
     char why[400];
-    pid_t pid = start_child(sp, argv, &to, &from, &diag, why, sizeof why);
+    /* This process gone (SIGKILL): srun killed alone, its helper cancels the
+     * step, and Slurm kills every process of it. */
+    pid_t pid = start_child(sp, argv, &to, &from, &diag, SIGKILL, why, sizeof why);
     free(argv);
     if (pid < 0) {
         snprintf(err, errlen, "%s (%s): %s", node->name, sn->hostname, why);
