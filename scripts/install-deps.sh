@@ -12,6 +12,7 @@ packages=(
   libcurl4-openssl-dev libssl-dev libssh2-1-dev liblz4-dev libyaml-dev
   libexpat1-dev libcmocka-dev
   file time bc curl s3fs fuse3 openssh-server openssh-client awscli iproute2 procps psmisc
+  slurmctld slurmd slurm-client munge
 
 )
 
@@ -26,7 +27,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   "${sudo_cmd[@]}" apt-get update -qq || true
-  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Daemons these packages bring (munge, slurmctld, slurmd, sshd) must not start: the
+  # tests start their own, with their own state. Where no policy-rc.d says so already,
+  # one is put in place for the install only.
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# skyrun install-deps: no daemon starts while packages install\nexit 101\n' |
+      "${sudo_cmd[@]}" tee /usr/sbin/policy-rc.d >/dev/null && "${sudo_cmd[@]}" chmod 755 /usr/sbin/policy-rc.d &&
+      own_policy=1
+  fi
+  rc=0
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" || rc=$?
+  [ "$own_policy" = 1 ] && "${sudo_cmd[@]}" rm -f /usr/sbin/policy-rc.d
+  [ "$rc" = 0 ] || exit "$rc"
 fi
 
 # s3rver: the S3-compatible server the tests run on loopback.
