@@ -200,6 +200,43 @@ LUA
   nothing_left
 }
 
+test_a_missing_slurm_command_is_named() {
+  cat >"$WORK/nocmd.lua" <<LUA
+local sky = require "sky"
+local pool <close> = sky.compute { provider = $(provider) }
+LUA
+  PATH=$WORK/empty expect_exit 1 "$SKYRUN" "$WORK/nocmd.lua"
+  expect_in "$WORK/err" "cannot run sbatch: No such file or directory"
+  expect_in "$WORK/err" "Slurm's client installed"
+}
+
+test_a_named_provider_in_skyrun_yaml() {
+  cat >"$WORK/skyrun.yaml" <<'YAML'
+providers:
+  cluster:
+    type: slurm
+    nodes: 3
+    workers_per_node: 1
+    time: "0:10:00"
+    sbatch:
+      - --comment=from-skyrun-yaml
+YAML
+  cat >"$WORK/named.lua" <<'LUA'
+local sky = require "sky"
+local pool <close> = sky.compute { provider = "cluster" }
+print(pool:info().nodes .. " nodes")
+print(os.execute("squeue -h -o %k | grep -qx from-skyrun-yaml") and "comment passed" or "no comment")
+print(pool:map(sky.fn(function(x) return x + 1 end), { 1, 2, 3, 4 })[4])
+LUA
+  SKYRUN_CONFIG=$WORK/skyrun.yaml expect_exit 0 "$SKYRUN" "$WORK/named.lua"
+  expect_in "$WORK/out" "3 nodes"
+  expect_in "$WORK/out" "comment passed"
+  expect_in "$WORK/out" "5"
+  nothing_left
+}
+
+test_case "a missing Slurm command is named" test_a_missing_slurm_command_is_named
+test_case "a named provider in skyrun.yaml, extra sbatch flags passed verbatim" test_a_named_provider_in_skyrun_yaml
 test_case "a map over three nodes, every result right, caller's SLURM_* not leaked" test_map_runs_on_every_node
 test_case "the reference pipeline runs with only the provider line changed" test_the_reference_pipeline_runs_with_only_the_provider_changed
 test_case "skyrun SIGKILLed: no job, step or worker left within the bound" test_skyrun_killed_leaves_no_job_and_no_worker
