@@ -132,5 +132,9 @@ typedef struct sky_slurm_options {
     double start_seconds;         /* how long the job may pend */
 } sky_slurm_options;
 sky_provider *sky_provider_slurm_new(const sky_slurm_options *opts, char *err, size_t errlen);
+/* `skyrun slurm gc`: cancels this user's pool jobs (skyrun.HOST.PID) whose
+ * client, a process of this machine, is gone; says each on stdout. 0, or -1
+ * with err (Slurm's message). */
+int sky_slurm_gc(int dry_run, char *err, size_t errlen);
 
 #endif

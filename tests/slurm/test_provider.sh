@@ -235,6 +235,26 @@ LUA
   nothing_left
 }
 
+test_slurm_gc_cancels_jobs_whose_client_is_gone() {
+  local gone=999999 host
+  host=$(hostname -s)
+  while kill -0 "$gone" 2>/dev/null; do gone=$((gone - 1)); done
+  printf '#!/bin/sh\nsleep 120\n' | sbatch -J "skyrun.$host.$gone" -o /dev/null -D / -t 5 >/dev/null
+  printf '#!/bin/sh\nsleep 120\n' | sbatch -J "skyrun.$host.$$" -o /dev/null -D / -t 5 >/dev/null
+  printf '#!/bin/sh\nsleep 120\n' | sbatch -J "not-skyrun" -o /dev/null -D / -t 5 >/dev/null
+  expect_exit 0 "$SKYRUN" slurm gc --dry-run
+  expect_in "$WORK/out" "its client (pid $gone) is gone: would cancel"
+  [ "$(squeue -h | wc -l)" = 3 ] || fail "--dry-run cancelled a job"
+  expect_exit 0 "$SKYRUN" slurm gc
+  expect_in "$WORK/out" "1 job(s) of gone clients cancelled, 1 with a running client kept"
+  local left
+  left=$(squeue -h -t pending,running -o %j | sort | tr '\n' ' ')
+  [ "$left" = "not-skyrun skyrun.$host.$$ " ] || fail "left in the queue: $left"
+  scancel -n "skyrun.$host.$$" -n not-skyrun
+  nothing_left
+}
+
+test_case "skyrun slurm gc cancels the jobs whose client is gone, and only those" test_slurm_gc_cancels_jobs_whose_client_is_gone
 test_case "a missing Slurm command is named" test_a_missing_slurm_command_is_named
 test_case "a named provider in skyrun.yaml, extra sbatch flags passed verbatim" test_a_named_provider_in_skyrun_yaml
 test_case "a map over three nodes, every result right, caller's SLURM_* not leaked" test_map_runs_on_every_node

@@ -1056,3 +1056,72 @@ sky_provider *sky_provider_slurm_new(const sky_slurm_options *opts, char *err, s
     sp->base.free = free_provider;
     return &sp->base;
 }
+
+/* ---- skyrun slurm gc ---------------------------------------------------------------- */
+
+int sky_slurm_gc(int dry_run, char *err, size_t errlen)
+{
+    slurm_provider sp;
+    memset(&sp, 0, sizeof sp);
+    build_env(&sp);
+    char host[64] = "host";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = 0;
+    char *dot = strchr(host, '.');
+    if (dot)
+        *dot = 0;
+    const char *argv[] = { "squeue", "-h", "--me", "-o", "%i|%j|%T", NULL };
+    sky_buf out = SKY_BUF_INIT, eout = SKY_BUF_INIT;
+    char why[600];
+    int rc = run_slurm(&sp, argv, NULL, &out, &eout, why, sizeof why);
+    if (rc != 0) {
+        if (rc > 0)
+            last_line(&eout, why, sizeof why);
+        snprintf(err, errlen, "skyrun slurm gc: squeue: %s", why);
+        rc = -1;
+    } else {
+        char *list = sky_xstrdup(sky_buf_cstr(&out)), *save = NULL;
+        int cancelled = 0, kept = 0, elsewhere = 0;
+        for (char *line = strtok_r(list, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+            char *name = strchr(line, '|');
+            char *state = name ? strchr(name + 1, '|') : NULL;
+            if (!state)
+                continue;
+            *name++ = 0;
+            *state++ = 0;
+            /* skyrun.HOST.PID */
+            if (strncmp(name, "skyrun.", 7) != 0 || strcmp(state, "COMPLETING") == 0)
+                continue;
+            char *pid_part = strrchr(name, '.');
+            char *end;
+            long pid = pid_part ? strtol(pid_part + 1, &end, 10) : 0;
+            if (pid <= 1 || *end || pid_part == name + 6)
+                continue;
+            if ((size_t)(pid_part - (name + 7)) != strlen(host) || strncmp(name + 7, host, strlen(host)) != 0) {
+                printf("job %s (%s): its client ran on another machine; run `skyrun slurm gc` there\n", line, name);
+                elsewhere++;
+                continue;
+            }
+            if (kill((pid_t)pid, 0) == 0 || errno == EPERM) {
+                kept++;
+                continue;   /* its client runs */
+            }
+            printf("job %s (%s, %s): its client (pid %ld) is gone: %s\n", line, name, state, pid,
+                   dry_run ? "would cancel" : "cancelling");
+            if (!dry_run) {
+                snprintf(sp.job, sizeof sp.job, "%s", line);
+                cancel_job(&sp);
+            }
+            cancelled++;
+        }
+        printf("%d job(s) of gone clients %s, %d with a running client kept, %d of other machines\n", cancelled,
+               dry_run ? "found" : "cancelled", kept, elsewhere);
+        free(list);
+    }
+    sky_buf_free(&out);
+    sky_buf_free(&eout);
+    for (size_t i = 0; sp.envp[i]; i++)
+        free(sp.envp[i]);
+    free(sp.envp);
+    return rc;
+}
