@@ -250,10 +250,35 @@ test_slurm_gc_cancels_jobs_whose_client_is_gone() {
   local left
   left=$(squeue -h -t pending,running -o %j | sort | tr '\n' ' ')
   [ "$left" = "not-skyrun skyrun.$host.$$ " ] || fail "left in the queue: $left"
-  scancel -n "skyrun.$host.$$" -n not-skyrun
+  scancel -n "skyrun.$host.$$"
+  scancel -n not-skyrun
   nothing_left
 }
 
+test_cpus_per_worker_asks_each_worker_its_cpus() {
+  cat >"$WORK/cpus.lua" <<'LUA'
+local sky = require "sky"
+local pool <close> = sky.compute { provider = sky.providers.slurm { nodes = 2, workers_per_node = 2,
+  cpus_per_worker = 3, time = 10 } }
+local p = io.popen("squeue -h -o %C"); print("job cpus " .. p:read("l")); p:close()
+local steps = {}
+for _, r in ipairs(pool:map(sky.fn(function()
+  return os.getenv("SLURM_CPUS_PER_TASK") .. " " .. os.getenv("SLURM_STEP_ID") end), { 1, 2, 3, 4, 5, 6, 7, 8 })) do
+  local cpus, step = r:match("(%S+) (%S+)")
+  assert(cpus == "3", "a worker step has " .. cpus .. " CPUs")
+  steps[step] = true
+end
+local n = 0
+for _ in pairs(steps) do n = n + 1 end
+print("worker steps " .. n)
+LUA
+  expect_exit 0 "$SKYRUN" "$WORK/cpus.lua"
+  expect_in "$WORK/out" "job cpus 12"
+  expect_in "$WORK/out" "worker steps 4"
+  nothing_left
+}
+
+test_case "cpus_per_worker: the job holds each worker's CPUs, each worker step asks its own" test_cpus_per_worker_asks_each_worker_its_cpus
 test_case "skyrun slurm gc cancels the jobs whose client is gone, and only those" test_slurm_gc_cancels_jobs_whose_client_is_gone
 test_case "a missing Slurm command is named" test_a_missing_slurm_command_is_named
 test_case "a named provider in skyrun.yaml, extra sbatch flags passed verbatim" test_a_named_provider_in_skyrun_yaml
