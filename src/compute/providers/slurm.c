@@ -663,7 +663,8 @@ static int launch_keeper(slurm_provider *sp, sky_node *node, char *err, size_t e
         snprintf(err, errlen, "slurm provider: %s: %s", node->name, why);
         return -1;
     }
-    sky_interrupt_track_pgid(sn->srun);
+    /* Not among the groups a second Ctrl-C kills: srun killed with its
+     * helper would leave the step running; skyrun's exit ends its input. */
     keeper_client_init(&sn->kc, from, to, 0, node->name);
     return 0;
 }
@@ -981,7 +982,6 @@ static void stop_node(sky_provider *pr, sky_node *node)
         keeper_client_close(&sn->kc);   /* end of its input: a keeper that did not stop cleans up now */
         int killed;
         end_srun(sn->srun, sn->lost ? now() : now() + TERM_SECONDS, &killed);
-        sky_interrupt_untrack_pgid(sn->srun);
         if (sn->lost)
             sky_log(SKY_LOG_WARN, "%s (%s): the node failed; Slurm ends what ran there", node->name, sn->hostname);
         sn->srun = 0;
