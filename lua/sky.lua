@@ -344,6 +344,63 @@ function sky.providers.ssh(opts)
     ssh_config = opts.ssh_config, connect_timeout = opts.connect_timeout }
 end
 
+--- sky.providers.slurm{ nodes =, workers_per_node =, partition =, account =, qos =,
+---   constraint =, time =, cpus_per_worker =, gpus_per_node =, sbatch = {…}, start_timeout = }
+--- — one Slurm batch job per pool, a node per allocated node, every worker a
+--- job step (docs/PROVIDERS.md, "slurm"). sbatch flags pass through verbatim.
+function sky.providers.slurm(opts)
+  local known = { nodes = true, workers_per_node = true, workers = true, partition = true, account = true,
+    qos = true, constraint = true, time = true, cpus_per_worker = true, gpus_per_node = true, sbatch = true,
+    start_timeout = true }
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then error("sky.providers.slurm: expected a table of options", 2) end
+  for k in pairs(opts) do
+    if not known[k] then
+      local names = {}
+      for name in pairs(known) do names[#names + 1] = name end
+      table.sort(names)
+      error(("sky.providers.slurm: unknown option '%s' (known: %s)"):format(tostring(k), table.concat(names, ", ")), 2)
+    end
+  end
+  local function posint(k)
+    local v = opts[k]
+    if v ~= nil and (math.type(v) ~= "integer" or v < 1) then
+      error(("sky.providers.slurm: %s must be a positive integer"):format(k), 3)
+    end
+    return v
+  end
+  local nodes, wpn, cpus = posint("nodes"), posint("workers_per_node"), posint("cpus_per_worker")
+  wpn = wpn or posint("workers")
+  for _, k in ipairs { "partition", "account", "qos", "constraint", "gpus_per_node" } do
+    if opts[k] ~= nil and (type(opts[k]) ~= "string" or opts[k] == "") then
+      error(("sky.providers.slurm: %s must be a non-empty string"):format(k), 2)
+    end
+  end
+  local time = opts.time
+  if math.type(time) == "integer" and time > 0 then
+    time = tostring(time)
+  elseif time ~= nil and (type(time) ~= "string" or not time:match("^[%d:-]+$")) then
+    error("sky.providers.slurm: time must be minutes (an integer) or a Slurm time such as \"2:00:00\" or \"1-00:00:00\"", 2)
+  end
+  if time == "0" or time == "UNLIMITED" then
+    error("sky.providers.slurm: time must be a limit (a pool's job never runs unlimited)", 2)
+  end
+  local sbatch = opts.sbatch
+  if type(sbatch) == "string" then sbatch = { sbatch } end
+  if sbatch ~= nil then
+    if type(sbatch) ~= "table" then error("sky.providers.slurm: sbatch must be a list of flags", 2) end
+    for i, f in ipairs(sbatch) do
+      if type(f) ~= "string" then error(("sky.providers.slurm: sbatch[%d] must be a string"):format(i), 2) end
+    end
+  end
+  if opts.start_timeout ~= nil and (type(opts.start_timeout) ~= "number" or opts.start_timeout <= 0) then
+    error("sky.providers.slurm: start_timeout must be a positive number of seconds", 2)
+  end
+  return { type = "slurm", nodes = nodes or 1, workers = wpn, partition = opts.partition, account = opts.account,
+    qos = opts.qos, constraint = opts.constraint, time = time, cpus_per_worker = cpus,
+    gpus_per_node = opts.gpus_per_node, sbatch = sbatch or {}, start_timeout = opts.start_timeout }
+end
+
 --- sky.providers.named(NAME) — the provider `providers.NAME` of skyrun.yaml
 --- (docs/CONFIGURATION.md), e.g. `type: ssh` with `hosts: [ … ]`, `user:` ….
 --- `sky.compute{ provider = "NAME" }` is the same.
@@ -351,15 +408,16 @@ function sky.providers.named(name)
   if type(name) ~= "string" then error("sky.providers.named: expected a provider name", 2) end
   local t, where = core.provider_config(name)
   local kind = t.type
-  local make = (kind == "ssh" or kind == "localhost") and sky.providers[kind]
+  local make = (kind == "ssh" or kind == "localhost" or kind == "slurm") and sky.providers[kind]
   if not make then
-    error(("%s: providers.%s.type must be ssh or localhost, got %s"):format(where, name, tostring(kind)), 2)
+    error(("%s: providers.%s.type must be ssh, slurm or localhost, got %s"):format(where, name, tostring(kind)), 2)
   end
   local opts = {}
   for k, v in pairs(t) do
     if k ~= "type" then opts[k] = v end
   end
-  for _, k in ipairs { "port", "workers", "nodes", "connect_timeout" } do
+  for _, k in ipairs { "port", "workers", "nodes", "connect_timeout", "workers_per_node", "cpus_per_worker",
+      "start_timeout" } do
     if opts[k] ~= nil then
       local n = tonumber(opts[k])
       if not n then error(("%s: providers.%s.%s must be a number"):format(where, name, k), 2) end

@@ -16,6 +16,8 @@ packages=(
   # (tests/support/rgw.sh). Installing starts no daemon where policy-rc.d
   # forbids it (containers); elsewhere see the note below.
   ceph-mon ceph-osd radosgw ceph-common
+  # Slurm and munge, for the Slurm provider's test cluster (tests/slurm/).
+  slurmctld slurmd slurm-client munge
 
 )
 
@@ -30,7 +32,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   "${sudo_cmd[@]}" apt-get update -qq || true
-  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Daemons these packages bring (munge, slurmctld, slurmd, sshd) must not start: the
+  # tests start their own, with their own state. Where no policy-rc.d says so already,
+  # one is put in place for the install only.
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# skyrun install-deps: no daemon starts while packages install\nexit 101\n' |
+      "${sudo_cmd[@]}" tee /usr/sbin/policy-rc.d >/dev/null && "${sudo_cmd[@]}" chmod 755 /usr/sbin/policy-rc.d &&
+      own_policy=1
+  fi
+  rc=0
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" || rc=$?
+  [ "$own_policy" = 1 ] && "${sudo_cmd[@]}" rm -f /usr/sbin/policy-rc.d
+  [ "$rc" = 0 ] || exit "$rc"
 fi
 
 # The ceph packages enable system units (ceph-mon.target, ceph-osd.target,

@@ -4,6 +4,7 @@
  *   skyrun [options] script.lua [args…]   run a pipeline (args in `arg` and `...`)
  *   skyrun [options] -e 'lua code'        run a chunk
  *   skyrun [options] s3 …                 storage from the shell (s3_command.c)
+ *   skyrun slurm gc [--dry-run]           cancel Slurm jobs of pools whose client is gone
  *
  * Exit status: 0 success, 1 script error (message with file:line on stderr),
  * 2 usage error, 128+N when stopped by signal N (pools torn down first).
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "cli/s3_command.h"
+#include "compute/provider.h"
 #include "skyrun.h"
 #include "skyrun_config.h"
 
@@ -20,6 +22,7 @@ static const char usage_text[] =
     "usage: skyrun [options] script.lua [args...]\n"
     "       skyrun [options] -e 'lua code'\n"
     "       skyrun [options] s3 ls|cp|sync|mv|rm|mb|rb|presign ...   (skyrun s3 --help)\n"
+    "       skyrun slurm gc [--dry-run]   cancel this user's pool jobs whose client is gone\n"
     "\n"
     "options:\n"
     "  -e CODE          run CODE (Lua source) instead of a script\n"
@@ -83,6 +86,17 @@ int main(int argc, char **argv)
 
     if (!code && i < argc && strcmp(argv[i], "s3") == 0)
         return sky_cli_s3(argc - i, argv + i, opts.progress, opts.config, opts.profile);
+    if (!code && i < argc && strcmp(argv[i], "slurm") == 0) {
+        int dry = i + 2 < argc && strcmp(argv[i + 2], "--dry-run") == 0;
+        if (i + 1 >= argc || strcmp(argv[i + 1], "gc") != 0 || i + 2 + dry < argc)
+            return usage_error("usage: skyrun slurm gc [--dry-run]", NULL);
+        char gerr[800];
+        if (sky_slurm_gc(dry, gerr, sizeof gerr) != 0) {
+            fprintf(stderr, "%s\n", gerr);
+            return 1;
+        }
+        return 0;
+    }
     if (!code && i >= argc)
         return usage_error("no script given", NULL);
 

@@ -115,4 +115,26 @@ typedef struct sky_ssh_options {
 } sky_ssh_options;
 sky_provider *sky_provider_ssh_new(const sky_ssh_options *opts, char *err, size_t errlen);
 
+/* Nodes of one Slurm allocation (providers/slurm.c, docs/PROVIDERS.md):
+ * one batch job per pool, a keeper and every process a job step. Strings
+ * are copied; NULL/0 leave Slurm's default (time: SKY_SLURM_DEFAULT_TIME). */
+#define SKY_SLURM_DEFAULT_TIME "60"            /* minutes: never unlimited */
+#define SKY_SLURM_DEFAULT_START_SECONDS 600.0  /* pending longer: the job is cancelled */
+#define SKY_SLURM_MAX_SBATCH 32
+typedef struct sky_slurm_options {
+    int workers;                  /* per node (with cpus_per_worker: --ntasks-per-node) */
+    const char *partition, *account, *qos, *constraint;
+    const char *time;             /* sbatch --time, e.g. "30" or "2:00:00" */
+    int cpus_per_worker;          /* 0: steps share the node's CPUs (--overlap) */
+    const char *gpus_per_node;    /* sbatch --gpus-per-node, e.g. "h100:2" */
+    const char *const *sbatch;    /* extra sbatch flags, verbatim */
+    size_t nsbatch;
+    double start_seconds;         /* how long the job may pend */
+} sky_slurm_options;
+sky_provider *sky_provider_slurm_new(const sky_slurm_options *opts, char *err, size_t errlen);
+/* `skyrun slurm gc`: cancels this user's pool jobs (skyrun.HOST.PID) whose
+ * client, a process of this machine, is gone; says each on stdout. 0, or -1
+ * with err (Slurm's message). */
+int sky_slurm_gc(int dry_run, char *err, size_t errlen);
+
 #endif

@@ -172,6 +172,45 @@ static sky_provider *ssh_provider_from_spec(lua_State *L, int spec, int t, char 
     return pr;
 }
 
+/* sky.providers.slurm{…} (checked in lua/sky.lua) to a provider. */
+static sky_provider *slurm_provider_from_spec(lua_State *L, int spec, int t, char *err, size_t errlen)
+{
+    sky_slurm_options o = { 0 };
+    lua_getfield(L, spec, "workers");
+    o.workers = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    o.partition = opt_string(L, t, "partition");
+    o.account = opt_string(L, t, "account");
+    o.qos = opt_string(L, t, "qos");
+    o.constraint = opt_string(L, t, "constraint");
+    o.time = opt_string(L, t, "time");
+    o.gpus_per_node = opt_string(L, t, "gpus_per_node");
+    lua_getfield(L, t, "cpus_per_worker");
+    o.cpus_per_worker = (int)lua_tointeger(L, -1);
+    lua_getfield(L, t, "start_timeout");
+    o.start_seconds = lua_tonumber(L, -1);
+    lua_pop(L, 2);
+    lua_getfield(L, t, "sbatch");
+    size_t n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+    const char **flags = lua_newuserdatauv(L, (n + 1) * sizeof *flags, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, -2, (lua_Integer)i + 1);
+        flags[i] = lua_tostring(L, -1);   /* kept alive by the sbatch table */
+        lua_pop(L, 1);
+        if (!flags[i]) {
+            snprintf(err, errlen, "sky.providers.slurm: sbatch[%zu] is not a string", i + 1);
+            lua_pop(L, 2);
+            return NULL;
+        }
+    }
+    flags[n] = NULL;
+    o.sbatch = flags;
+    o.nsbatch = n;
+    sky_provider *pr = sky_provider_slurm_new(&o, err, errlen);   /* copies what it keeps */
+    lua_pop(L, 2);
+    return pr;
+}
+
 /* A node of skyrun.yaml as Lua values: maps to tables, sequences to arrays,
  * scalars to strings (sky.providers.named converts numbers). */
 static void push_config_node(lua_State *L, const sky_config_node *n, int depth)
@@ -239,8 +278,10 @@ static sky_provider *provider_from_spec(lua_State *L, int spec, int has_volumes,
         pr = sky_provider_localhost_new(&lo, err, errlen);
     } else if (type && strcmp(type, "ssh") == 0) {
         pr = ssh_provider_from_spec(L, spec, t, err, errlen);
+    } else if (type && strcmp(type, "slurm") == 0) {
+        pr = slurm_provider_from_spec(L, spec, t, err, errlen);
     } else {
-        snprintf(err, errlen, "unknown provider '%s' (known: localhost, ssh)", type ? type : "?");
+        snprintf(err, errlen, "unknown provider '%s' (known: localhost, ssh, slurm)", type ? type : "?");
     }
     lua_settop(L, t - 1);
     return pr;

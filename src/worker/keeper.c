@@ -777,6 +777,8 @@ int keeper_main(int argc, char **argv)
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
+    if (K.stdio)
+        sigaddset(&chld, SIGTERM);   /* a Slurm step cancelled (scancel, time limit): clean up first */
     sigprocmask(SIG_BLOCK, &chld, NULL);
     int sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sigfd < 0) {
@@ -796,9 +798,15 @@ int keeper_main(int argc, char **argv)
         }
         if (p[1].revents) {
             struct signalfd_siginfo si;
+            int term = 0;
             while (read(sigfd, &si, sizeof si) > 0)
-                ;
+                term |= si.ssi_signo == SIGTERM;
             reap_children();
+            if (term) {
+                say("terminated (the job or step was cancelled): cleaning up");
+                K.host_gone = 1;
+                break;
+            }
         }
         if (!p[0].revents)
             continue;

@@ -18,6 +18,7 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 S3RVER_BIN=${S3RVER_BIN:-$here/.deps/npm/node_modules/.bin/s3rver}
 START_WAIT_S=${S3RVER_START_WAIT_S:-30}
 MAX_LIFETIME_S=${S3RVER_MAX_LIFETIME_S:-7200}
+ADDR=${S3RVER_ADDRESS:-127.0.0.1}   # another address of this machine (a test bed's bridge) where nodes reach it
 
 die() { echo "s3rver.sh: $*" >&2; exit 1; }
 
@@ -43,26 +44,26 @@ start() {
   # Node 20 needs the legacy provider: s3rver encrypts continuation tokens
   # with DES, and without it every paginated ListObjectsV2 is InternalError.
   NODE_OPTIONS=--openssl-legacy-provider setsid timeout "$MAX_LIFETIME_S" \
-    "$S3RVER_BIN" -d "$data/fs" -a 127.0.0.1 -p 0 --silent >"$log" 2>&1 </dev/null &
+    "$S3RVER_BIN" -d "$data/fs" -a "$ADDR" -p 0 --silent >"$log" 2>&1 </dev/null &
   pid=$!
   deadline=$((SECONDS + START_WAIT_S))
   while [ -z "$port" ] && [ $SECONDS -lt $deadline ]; do
     kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; rm -rf "$data" "$log"; die "s3rver exited at start"; }
-    port=$(sed -n 's/^S3rver listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" 2>/dev/null || true)
+    port=$(sed -n "s/^S3rver listening on ${ADDR//./\\.}:\([0-9]*\).*/\1/p" "$log" 2>/dev/null || true)
     [ -n "$port" ] || sleep 0.1
   done
-  if [ -z "$port" ] || ! wait_until_answering "http://127.0.0.1:$port"; then
+  if [ -z "$port" ] || ! wait_until_answering "http://$ADDR:$port"; then
     kill "$pid" 2>/dev/null || true
     rm -rf "$data" "$log"
     die "s3rver did not answer within ${START_WAIT_S}s"
   fi
   {
-    echo "S3_ENDPOINT=http://127.0.0.1:$port"
+    echo "S3_ENDPOINT=http://$ADDR:$port"
     echo "S3RVER_PID=$pid"
     echo "S3RVER_DATA=$data"
   } >"$state.tmp"
   mv "$state.tmp" "$state"
-  echo "s3rver: http://127.0.0.1:$port (pid $pid, data $data)"
+  echo "s3rver: http://$ADDR:$port (pid $pid, data $data)"
 }
 
 # Kills the process recorded in the state file (the `timeout` wrapper, whose
