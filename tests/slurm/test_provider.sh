@@ -174,8 +174,13 @@ LUA
   [ -n "$job" ] && [ "$(echo "$job" | wc -l)" = 1 ] || fail "not one job in the queue: $job"
   sleep 1
   scancel "$job"
-  for ((i = 0; i < 600; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && { kill -9 "$pid"; fail "skyrun did not finish within 60 s"; }
+  for ((i = 0; i < 1200; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -9 "$pid"
+    squeue -s >&2 || true
+    sed 's/^/    | /' "$WORK/err" >&2
+    fail "skyrun did not finish within 120 s of the scancel"
+  fi
   wait "$pid" || rc=$?
   [ $rc -ne 0 ] || fail "skyrun succeeded although its job was cancelled"
   expect_not_in "$WORK/out" "finished"
