@@ -170,8 +170,10 @@ LUA
   "$SKYRUN" "$WORK/cancel.lua" >"$WORK/out" 2>"$WORK/err" &
   local pid=$! i job rc=0
   for ((i = 0; i < 600; i++)); do grep -q up "$WORK/out" 2>/dev/null && break; sleep 0.1; done
-  job=$(squeue -h -o %i)
-  [ -n "$job" ] && [ "$(echo "$job" | wc -l)" = 1 ] || fail "not one job in the queue: $job"
+  # this pool's job, by its name (skyrun.HOST.PID): a job of an earlier case
+  # may still be listed while it completes
+  job=$(squeue -h -n "skyrun.$(hostname | cut -d. -f1).$pid" -o %i)
+  [ -n "$job" ] && [ "$(echo "$job" | wc -l)" = 1 ] || { squeue >&2; fail "not one job of this pool in the queue: $job"; }
   sleep 1
   scancel "$job"
   for ((i = 0; i < 1200; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
