@@ -79,8 +79,10 @@ stop() {
     for _ in $(seq 50); do kill -0 "$S3RVER_PID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL -- "-$S3RVER_PID" 2>/dev/null || true
   fi
+  # Only a folder start made (by its name); not tied to today's $TMPDIR, which
+  # a caller may have changed between start and stop (tests/s3/lib.sh does).
   case "$S3RVER_DATA" in
-    "${TMPDIR:-/tmp}"/skyrun-s3rver.*) rm -rf "$S3RVER_DATA" "$S3RVER_DATA.log" ;;
+    /*/skyrun-s3rver.*) rm -rf "$S3RVER_DATA" "$S3RVER_DATA.log" ;;
   esac
   rm -f "$state"
   echo "s3rver: stopped"
