@@ -250,3 +250,21 @@ int keeper_client_wait_exit(keeper_client *kc, long id, double deadline, char *h
         }
     }
 }
+
+int keeper_client_stop(keeper_client *kc, double deadline)
+{
+    sky_buf req = SKY_BUF_INIT;
+    control_field_str(&req, "stop");
+    control_end(&req);
+    char err[300] = "";
+    int rc = -1;
+    if (keeper_client_send(kc, &req) == 0) {
+        while (keeper_client_next(kc, deadline, err, sizeof err) == 0)
+            if (control_is(&kc->rec, 0, "stopped")) {
+                rc = 0;
+                break;
+            }
+    }
+    sky_buf_free(&req);
+    return rc;
+}

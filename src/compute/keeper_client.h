@@ -47,6 +47,10 @@ int keeper_client_send(keeper_client *kc, const sky_buf *record);
 int keeper_client_next(keeper_client *kc, double deadline, char *err, size_t errlen);
 /* send + next; "err" answers become -1 with their message in err. */
 int keeper_client_request(keeper_client *kc, const sky_buf *record, char *err, size_t errlen);
+/* Asks the keeper to undo everything and exit ("stop"), and waits until
+ * deadline for its "stopped" (warnings meanwhile are logged). 0 when it
+ * said so, -1 otherwise (gone, or not in time). */
+int keeper_client_stop(keeper_client *kc, double deadline);
 /* Takes n descriptors that came with the last answer (waiting briefly for
  * them); 0, or -1 when they did not come. */
 int keeper_client_take_fds(keeper_client *kc, int *fds, int n);

@@ -282,18 +282,8 @@ static void stop_node(sky_provider *pr, sky_node *node)
     if (!ln)
         return;
     if (ln->keeper > 0) {
-        sky_buf req = SKY_BUF_INIT;
-        control_field_str(&req, "stop");
-        control_end(&req);
-        char err[300] = "";
         double until = keeper_now() + STOP_SECONDS;
-        if (keeper_client_send(&ln->kc, &req) == 0) {
-            /* Warnings are logged as they come; "stopped" ends it. */
-            while (keeper_client_next(&ln->kc, until, err, sizeof err) == 0 &&
-                   !control_is(&ln->kc.rec, 0, "stopped"))
-                ;
-        }
-        sky_buf_free(&req);
+        keeper_client_stop(&ln->kc, until);   /* warnings are logged as they come */
         keeper_client_close(&ln->kc);
         int status;
         pid_t r;

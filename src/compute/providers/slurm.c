@@ -968,16 +968,7 @@ static void stop_node(sky_provider *pr, sky_node *node)
             sn->lost = 1;
         double until = now() + STOP_SECONDS;
         if (!sn->lost && !sp->gone[0] && sn->dir) {
-            sky_buf req = SKY_BUF_INIT;
-            control_field_str(&req, "stop");
-            control_end(&req);
-            char err[300] = "";
-            if (keeper_client_send(&sn->kc, &req) == 0) {
-                while (keeper_client_next(&sn->kc, until, err, sizeof err) == 0 &&
-                       !control_is(&sn->kc.rec, 0, "stopped"))
-                    ;
-            }
-            sky_buf_free(&req);
+            keeper_client_stop(&sn->kc, until);
         }
         keeper_client_close(&sn->kc);   /* end of its input: a keeper that did not stop cleans up now */
         int killed;

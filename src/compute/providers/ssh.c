@@ -801,16 +801,8 @@ static void stop_node(sky_provider *pr, sky_node *node)
     if (!sn)
         return;
     if (sn->keeper_chan > 0 && sn->conn && !ssh_conn_lost(sn->conn)[0]) {
-        sky_buf req = SKY_BUF_INIT;
-        control_field_str(&req, "stop");
-        control_end(&req);
-        char err[300] = "";
         double until = keeper_now() + STOP_SECONDS;
-        if (keeper_client_send(&sn->kc, &req) == 0) {
-            while (keeper_client_next(&sn->kc, until, err, sizeof err) == 0 && !control_is(&sn->kc.rec, 0, "stopped"))
-                ;
-        }
-        sky_buf_free(&req);
+        keeper_client_stop(&sn->kc, until);
         keeper_client_close(&sn->kc);
         char how[200];
         if (ssh_conn_wait_exit(sn->conn, sn->keeper_chan, until, how, sizeof how) == -2)
